@@ -1,0 +1,1 @@
+"""Command-line interface: thin argument parsing on top of the library (``vidseg <command>``)."""
