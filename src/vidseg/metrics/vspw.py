@@ -1,0 +1,365 @@
+"""VSPW metrics: mIoU / weighted IoU / pixel accuracy / per-class IoU, mVC_n and TC, in one pass.
+
+Ground truth is the raw VSPW mask (0 = others, 1..124 = classes, 255 = void) unless
+``gt_format="shifted"`` (library convention: 0..123, 255 ignore). The official shift
+``0 -> 255, v -> v - 1, 255 -> 255`` is applied for the confusion matrix; VC compares the GT values as
+given (the official ``VC_perclip.py`` reads the raw PNG, so others (0) and void (255) stay distinct).
+
+Folder scoring (:func:`evaluate_vspw_folder`) reads ``<root>/<split>.txt``,
+``<root>/data/<video>/mask/*.png`` (and ``origin/*.jpg`` for TC) and ``<pred>/<video>/<stem>.png``,
+decodes every PNG once, and runs videos in parallel; states are merged in split order so the numbers
+do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidseg.categories import NUM_VSPW_CLASSES
+from vidseg.errors import ConfigError, DataError
+from vidseg.metrics.confusion import (
+    check_pred_range,
+    confusion_matrix,
+    mean_iou,
+    per_class_iou,
+    pixel_accuracy,
+    weighted_iou,
+)
+from vidseg.metrics.evaluator import Evaluator, check_protocol
+from vidseg.metrics.vc import VCVideoAccumulator, mean_vc
+
+_SHIFT_LUT = np.concatenate([[255], np.arange(0, 254), [255]]).astype(np.uint8)  # raw -> shifted
+
+
+def shift_vspw_gt(raw: np.ndarray) -> np.ndarray:
+    """Official README shift of a raw VSPW mask: 0 (others) and 255 (void) -> 255, v -> v - 1.
+
+    Args:
+        raw: [H, W] uint8 raw mask.
+
+    Returns:
+        [H, W] uint8 with classes 0..123 and 255 = ignore (raw values 125..254 become 124..253, which
+        the confusion matrix ignores as the official ``gt < 124`` mask does).
+    """
+    return _SHIFT_LUT[raw]
+
+
+class VSPWEvaluator(Evaluator):
+    """mIoU / WIoU / pixel accuracy / per-class IoU and mVC_n, fed frame by frame, video by video.
+
+    Usage::
+
+        ev = VSPWEvaluator()
+        for video in videos:
+            for gt, pred in frames(video):
+                ev.process(gt, pred, video=video)
+        ev.evaluate()
+
+    Args:
+        num_classes: K (124).
+        vc_lengths: window lengths n of mVC_n (empty to skip VC).
+        protocol: ``official`` or ``strict`` (VC windows; strict also rejects GT values outside the
+            raw range 0..124/255).
+        miou_rule: ``official`` (classes present in the GT) or ``mmseg`` (classes with non-empty union).
+        gt_format: ``raw`` (VSPW PNG values) or ``shifted`` (0..K-1, 255 ignore).
+    """
+
+    def __init__(self, num_classes: int = NUM_VSPW_CLASSES, vc_lengths: Sequence[int] = (8, 16),
+                 protocol: str = "official", miou_rule: str = "official", gt_format: str = "raw") -> None:
+        self.num_classes = num_classes
+        self.vc_lengths = tuple(int(n) for n in vc_lengths)
+        self.protocol = check_protocol(protocol)
+        if miou_rule not in ("official", "mmseg"):
+            raise ConfigError(f"unknown mIoU rule {miou_rule!r}; choose 'official' or 'mmseg'")
+        if gt_format not in ("raw", "shifted"):
+            raise ConfigError(f"unknown gt_format {gt_format!r}; choose 'raw' or 'shifted'")
+        self.miou_rule = miou_rule
+        self.gt_format = gt_format
+        self.reset()
+
+    def reset(self) -> None:
+        self.cm = np.zeros((self.num_classes, self.num_classes), np.int64)
+        self.vc: dict[str, dict[int, np.ndarray]] = {}
+        self.num_frames = 0
+        self._video: str | None = None
+        self._acc: VCVideoAccumulator | None = None
+
+    def process(self, gt: np.ndarray, pred: np.ndarray, video: str = "video", where: str = "prediction") -> None:  # type: ignore[override]
+        """Add one frame of ``video``. gt, pred: [H, W] integer maps of the same size."""
+        if gt.ndim != 2 or pred.ndim != 2:
+            raise DataError(where, f"expected single-channel label maps, got GT {gt.shape} and prediction {pred.shape}")
+        if gt.shape != pred.shape:
+            raise DataError(where, f"prediction size {pred.shape[::-1]} differs from ground truth size {gt.shape[::-1]} (W, H)")
+        check_pred_range(pred, self.num_classes, where)
+        if self.protocol == "strict":
+            self._check_gt(gt, where)
+        if video != self._video:
+            self.end_video()
+            if video in self.vc:
+                raise DataError(video, "video processed twice (frames of one video must be consecutive)")
+            self._video = video
+            self._acc = VCVideoAccumulator(self.vc_lengths, self.protocol) if self.vc_lengths else None
+        shifted = shift_vspw_gt(gt) if self.gt_format == "raw" else gt
+        self.cm += confusion_matrix(shifted, pred, self.num_classes, validate=False, where=where)
+        if self._acc is not None:
+            self._acc.add(gt, pred)
+        self.num_frames += 1
+
+    def _check_gt(self, gt: np.ndarray, where: str) -> None:
+        hi = self.num_classes if self.gt_format == "raw" else self.num_classes - 1
+        bad = (gt > hi) & (gt != 255)
+        if bad.any():
+            raise DataError(where, f"ground truth value {int(gt[bad].flat[0])} outside 0..{hi} and 255")
+
+    def end_video(self) -> None:
+        """Close the current video (called automatically when the next video starts or on evaluate)."""
+        if self._video is not None:
+            self.vc[self._video] = self._acc.finish() if self._acc is not None else {}
+        self._video, self._acc = None, None
+
+    def evaluate(self) -> dict[str, Any]:
+        """Metrics as fractions: mIoU, WIoU, pixel_acc, mVC<n>, per_class (list, NaN = absent)."""
+        self.end_video()
+        out: dict[str, Any] = {
+            "mIoU": mean_iou(self.cm, self.miou_rule),
+            "WIoU": weighted_iou(self.cm),
+            "pixel_acc": pixel_accuracy(self.cm),
+        }
+        for n in self.vc_lengths:
+            accs = [v[n] for v in self.vc.values() if n in v]
+            out[f"mVC{n}"] = mean_vc(accs)
+            out[f"vc{n}_windows"] = int(sum(len(a) for a in accs))
+        out["per_class"] = per_class_iou(self.cm).tolist()
+        out["num_frames"] = self.num_frames
+        out["num_videos"] = len(self.vc)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        self.end_video()
+        return {"cm": self.cm.copy(), "vc": {k: dict(v) for k, v in self.vc.items()}, "num_frames": self.num_frames}
+
+    def merge(self, other_state: dict[str, Any]) -> None:
+        self.end_video()
+        self.cm += other_state["cm"]
+        for video, accs in other_state["vc"].items():
+            if video in self.vc:
+                raise DataError(video, "video present in two merged evaluator states")
+            self.vc[video] = accs
+        self.num_frames += int(other_state["num_frames"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Folder scoring
+# ----------------------------------------------------------------------------------------------
+
+ALL_METRICS = ("miou", "wiou", "vc8", "vc16", "tc")
+
+
+def parse_metrics(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """``"miou,wiou,vc8,tc"`` -> tuple; accepts vc<n> for any n >= 1 and ``pixel_acc``."""
+    items = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    for m in items:
+        if m in ("miou", "wiou", "tc", "pixel_acc"):
+            continue
+        if m.startswith("vc") and m[2:].isdigit() and int(m[2:]) >= 1:
+            continue
+        raise ConfigError(f"unknown VSPW metric {m!r}; use miou, wiou, pixel_acc, vc<n> (e.g. vc8), tc")
+    return tuple(dict.fromkeys(items))
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    """Read a single-channel (L, P or 16-bit) PNG as a 2-D integer array; RGB raises DataError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            if mode not in ("L", "P", "I;16", "I", "1"):
+                raise DataError(path, f"image mode is {mode}: an indexed/grayscale label PNG is expected, not colour")
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"unreadable or truncated image ({exc})") from None
+    return arr.astype(np.uint8) if mode == "1" else arr
+
+
+def read_split(root: Path, split: str) -> list[str]:
+    """Video names of ``<root>/<split>.txt`` (one per line), or all folders of data/ if split is 'all'."""
+    if split == "all":
+        return sorted(p.name for p in (root / "data").iterdir() if p.is_dir())
+    path = root / f"{split}.txt"
+    if not path.is_file():
+        raise DataError(path, "split file not found")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _pngs(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.png")) if folder.is_dir() else []
+
+
+def _first(names: list[str], k: int = 5) -> str:
+    return ", ".join(names[:k]) + (" ..." if len(names) > k else "")
+
+
+def check_vspw_predictions(root: Path, pred: Path, videos: list[str], protocol: str,
+                           tc_videos: Sequence[str] = ()) -> dict[str, list[str]]:
+    """List GT frame stems per video and check that each has a prediction.
+
+    Raises:
+        DataError: missing GT folders, missing predictions (count + first names), or, in strict,
+            extra predictions. In official, extra predictions only warn.
+    """
+    frames: dict[str, list[str]] = {}
+    missing: list[str] = []
+    extra: list[str] = []
+    tc_set = set(tc_videos)
+    for v in videos:
+        mask_dir = root / "data" / v / "mask"
+        stems = _pngs(mask_dir)
+        if not stems:
+            raise DataError(mask_dir, "no ground-truth masks (*.png) for this video")
+        frames[v] = stems
+        have = set(_pngs(pred / v))
+        need = set(stems)
+        if v in tc_set:
+            need |= {p.stem for p in (root / "data" / v / "origin").glob("*.jpg")}
+        missing += [f"{v}/{s}.png" for s in sorted(need - have)]
+        extra += [f"{v}/{s}.png" for s in sorted(have - need)]
+    if missing:
+        raise DataError(pred, f"{len(missing)} prediction frames missing: {_first(missing)}")
+    vset = set(videos)
+    extra_videos = sorted(p.name for p in pred.iterdir() if p.is_dir() and p.name not in vset) if pred.is_dir() else []
+    extra += [f"{v}/" for v in extra_videos]
+    if extra:
+        msg = f"{len(extra)} predictions without ground truth (ignored): {_first(extra)}"
+        if protocol == "strict":
+            raise DataError(pred, msg)
+        warnings.warn(f"{pred}: {msg}", stacklevel=2)
+    return frames
+
+
+def _video_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Score one video (worker side). Returns its VSPW state and, if asked, its TC state."""
+    from vidseg.metrics.tc import TCEvaluator
+
+    root, pred, video = Path(job["root"]), Path(job["pred"]), job["video"]
+    ev = VSPWEvaluator(vc_lengths=job["vc_lengths"], protocol=job["protocol"], miou_rule=job["miou_rule"])
+    tc = TCEvaluator() if job["tc"] else None
+    flow = job["flow"]
+    origin_stems = sorted(p.stem for p in (root / "data" / video / "origin").glob("*.jpg")) if tc else []
+    same = tc is not None and origin_stems == job["stems"]
+    prev: tuple[str, np.ndarray, Any] | None = None
+    for stem in job["stems"]:
+        gt = read_label_png(root / "data" / video / "mask" / f"{stem}.png")
+        p = read_label_png(pred / video / f"{stem}.png")
+        ev.process(gt, p, video=video, where=str(pred / video / f"{stem}.png"))
+        if same:
+            prev = _tc_step(tc, flow, root, video, stem, p, prev)
+    if tc is not None and not same:
+        for stem in origin_stems:
+            p = read_label_png(pred / video / f"{stem}.png")
+            check_pred_range(p, NUM_VSPW_CLASSES, str(pred / video / f"{stem}.png"))
+            prev = _tc_step(tc, flow, root, video, stem, p, prev)
+    return {"vspw": ev.state_dict(), "tc": tc.state_dict() if tc is not None else None}
+
+
+def _tc_step(tc, flow, root: Path, video: str, stem: str, pred: np.ndarray, prev):
+    frame = None
+    if getattr(flow, "needs_frames", True):
+        from vidseg.fileio import read_image
+
+        frame = read_image(root / "data" / video / "origin" / f"{stem}.jpg", mode="RGB")
+    if prev is not None:
+        pstem, ppred, pframe = prev
+        f = flow(pframe, frame, video=video, stem_t=pstem, stem_t1=stem)
+        if f.shape[:2] != ppred.shape:
+            raise DataError(root / "data" / video / "origin" / f"{pstem}.jpg",
+                            f"flow size {f.shape[:2]} differs from prediction size {ppred.shape}")
+        tc.process(ppred, pred, f)
+    return stem, pred, frame
+
+
+def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, split: str = "val",
+                         metrics: str | Sequence[str] = "miou,wiou,vc8,vc16", protocol: str = "official",
+                         miou_rule: str = "official", workers: int = 1, flow: Any = "dis",
+                         tc_videos: int | None = 100, progress: bool = True) -> dict[str, Any]:
+    """Score a prediction folder against a VSPW root.
+
+    Args:
+        root: VSPW root holding ``<split>.txt`` and ``data/<video>/{mask,origin}``.
+        pred: folder ``<video>/<stem>.png`` of single-channel class-id PNGs (0..123).
+        split: split file name (``val``), or ``all`` for every video folder.
+        metrics: subset of miou, wiou, pixel_acc, vc<n>, tc.
+        protocol: ``official`` or ``strict``.
+        miou_rule: ``official`` or ``mmseg``.
+        workers: processes (results do not depend on it).
+        flow: TC flow backend spec (``"dis"``, a flow folder, a callable), see :mod:`vidseg.flow`.
+        tc_videos: TC uses the first ``tc_videos`` videos of the split (official 100); None = all.
+        progress: show a tqdm bar.
+
+    Returns:
+        dict with mIoU, WIoU, pixel_acc, mVC<n>, TC (fractions), per_class ({name: IoU or None}), counts.
+    """
+    from vidseg.categories import vspw_class_names
+    from vidseg.flow import make_flow_backend
+    from vidseg.metrics.tc import TCEvaluator
+
+    check_protocol(protocol)
+    mets = parse_metrics(metrics)
+    root, pred = Path(root), Path(pred)
+    if not pred.is_dir():
+        raise DataError(pred, "prediction folder not found")
+    videos = read_split(root, split)
+    vc_lengths = tuple(int(m[2:]) for m in mets if m.startswith("vc"))
+    tc_list = (videos if tc_videos is None else videos[:tc_videos]) if "tc" in mets else []
+    frames = check_vspw_predictions(root, pred, videos, protocol, tc_list)
+    backend = make_flow_backend(flow) if tc_list else None
+    tc_set = set(tc_list)
+    jobs = [{"root": str(root), "pred": str(pred), "video": v, "stems": frames[v], "vc_lengths": vc_lengths,
+             "protocol": protocol, "miou_rule": miou_rule, "tc": v in tc_set, "flow": backend} for v in videos]
+    ev = VSPWEvaluator(vc_lengths=vc_lengths, protocol=protocol, miou_rule=miou_rule)
+    tc = TCEvaluator()
+    for res in run_jobs(_video_job, jobs, workers, progress, desc="VSPW videos"):
+        ev.merge(res["vspw"])
+        if res["tc"] is not None:
+            tc.merge(res["tc"])
+    out = ev.evaluate()
+    names = vspw_class_names()
+    out["per_class"] = {names[i]: (None if np.isnan(v) else v) for i, v in enumerate(out["per_class"])}
+    if tc_list:
+        out.update(tc.evaluate())
+    out["protocol"] = protocol
+    return out
+
+
+def run_jobs(fn, jobs: list[dict[str, Any]], workers: int, progress: bool, desc: str):
+    """Yield ``fn(job)`` for each job in order, with ``workers`` processes and a tqdm bar (ETA)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc=desc, unit="video", disable=not progress, dynamic_ncols=True)
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                yield fn(job)
+                bar.update(1)
+            return
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_worker_init) as pool:
+            for res in pool.imap(fn, jobs, chunksize=1):
+                yield res
+                bar.update(1)
+    finally:
+        bar.close()
+
+
+def _worker_init() -> None:
+    # one thread per worker process (torch is imported later, by the TC warp, if at all)
+    os.environ["OMP_NUM_THREADS"] = "1"
