@@ -166,7 +166,10 @@ def load_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], *, sour
     kept = {k: v for k, v in state.items() if not (prefixes and k.startswith(prefixes))}
     result = model.load_state_dict(kept, strict=False)
     loaded = sum(1 for k in kept if k in model_state)
-    return LoadReport(missing=list(result.missing_keys), unexpected=list(result.unexpected_keys), loaded=loaded)
+    # BN step counters are absent from checkpoints saved before PyTorch 0.4.1; they only matter with
+    # momentum=None, so they are not reported as missing.
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    return LoadReport(missing=missing, unexpected=list(result.unexpected_keys), loaded=loaded)
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, converter: Converter | None = None, *,
