@@ -1,0 +1,135 @@
+"""SegFormer-B0..B5 image baselines (MiT encoder + all-MLP decoder, embed 256 as in the VSPW configs).
+
+Implements :class:`vidseg.models.base.VideoSegmenter` as the one-frame case: ``support_offsets == ()``,
+``forward`` takes [B, T, 3, H, W] (or [B, 3, H, W]) and segments the last frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidseg.models.backbones.mit import MiT
+from vidseg.models.heads.segformer_head import SegFormerHead
+
+IGNORE_INDEX = 255
+
+
+def segmentation_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Cross-entropy with logits bilinearly upsampled (``align_corners=False``) to the label size.
+
+    Args:
+        logits: [N, K, h, w].
+        labels: [N, H, W] integer classes, ``ignore_index`` = ignore.
+
+    Returns:
+        scalar mean over the non-ignored pixels (0 when every pixel is ignored).
+    """
+    if logits.shape[-2:] != labels.shape[-2:]:
+        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    labels = labels.long()
+    if not bool((labels != ignore_index).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=ignore_index)
+
+
+def check_frames(frames: torch.Tensor, name: str, channels: int = 3) -> torch.Tensor:
+    """Return ``frames`` as [B, T, C, H, W]; a [B, C, H, W] tensor is taken as T = 1.
+
+    Raises:
+        ValueError: any other shape, or the wrong channel count.
+    """
+    if frames.dim() == 4:
+        frames = frames.unsqueeze(1)
+    if frames.dim() != 5 or frames.shape[2] != channels:
+        raise ValueError(f"{name} expects frames [B, T, {channels}, H, W] (or [B, {channels}, H, W]), "
+                         f"got shape {tuple(frames.shape)}")
+    return frames
+
+
+def last_frame_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Labels of the target frame: [B, T, H, W] -> [B, H, W]; [B, H, W] passes through."""
+    if labels.dim() == 4:
+        return labels[:, -1]
+    if labels.dim() == 3:
+        return labels
+    raise ValueError(f"labels must be [B, T, H, W] or [B, H, W], got shape {tuple(labels.shape)}")
+
+
+class SegFormer(nn.Module):
+    """SegFormer: MiT backbone + all-MLP head.
+
+    Args:
+        backbone: a :class:`MiT`.
+        decode_head: a :class:`SegFormerHead` whose ``in_channels`` equal the backbone's ``out_channels``.
+
+    Attributes:
+        support_offsets: ``()`` (image model).
+        num_classes: K.
+    """
+
+    support_offsets: tuple[int, ...] = ()
+
+    def __init__(self, *, backbone: MiT, decode_head: SegFormerHead) -> None:
+        super().__init__()
+        if tuple(backbone.out_channels) != decode_head.in_channels:
+            raise ValueError(f"head in_channels {decode_head.in_channels} != backbone out_channels "
+                             f"{tuple(backbone.out_channels)}")
+        self.backbone = backbone
+        self.decode_head = decode_head
+        self.num_classes = decode_head.num_classes
+
+    def encode_frame(self, image: torch.Tensor) -> torch.Tensor:
+        """image [B, 3, H, W] -> logits [B, K, ceil(H/4), ceil(W/4)] at 1/4."""
+        return self.decode_head(self.backbone(image))
+
+    def decode_clip(self, features: Sequence[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
+        """Upsample the last frame's 1/4 logits to ``image_size``: -> [B, K, H, W]."""
+        if len(features) == 0:
+            raise ValueError("decode_clip needs the features of at least the target frame")
+        return F.interpolate(features[-1], size=tuple(image_size), mode="bilinear", align_corners=False)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Segment the last frame.
+
+        Args:
+            frames: [B, T, 3, H, W] (target last) or [B, 3, H, W].
+
+        Returns:
+            train: logits [B, K, H/4, W/4] (rounded up); eval: logits [B, K, H, W].
+        """
+        frames = check_frames(frames, "SegFormer")
+        image = frames[:, -1]
+        logits = self.encode_frame(image)
+        if self.training:
+            return logits
+        return self.decode_clip([logits], tuple(image.shape[-2:]))
+
+    def losses(self, outputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"loss_ce": CE}`` of the 1/4 logits upsampled to the last frame's labels (255 = ignore)."""
+        return {"loss_ce": segmentation_ce(outputs, last_frame_labels(labels))}
+
+    def reset_state(self) -> None:
+        """Nothing is carried between frames."""
+
+
+def build_segformer(*, variant: str = "b0", num_classes: int = 124, embed_dim: int = 256,
+                    with_conv_seg: bool = False, drop_path_rate: float = 0.1,
+                    official_eps: bool = True) -> SegFormer:
+    """Registry builder of ``segformer_b0`` .. ``segformer_b5``.
+
+    Args:
+        variant: MiT variant ``"b0"`` .. ``"b5"``.
+        num_classes: K (124 for VSPW).
+        embed_dim: MLP decoder width (256 in the VSPW configs for all variants; ADE configs use 768 for B2+).
+        with_conv_seg: add the official, unused ``decode_head.conv_seg`` (frozen) for key compatibility.
+        drop_path_rate: backbone stochastic depth.
+        official_eps: official per-module LayerNorm eps in the backbone.
+    """
+    backbone = MiT(variant=variant, drop_path_rate=drop_path_rate, official_eps=official_eps)
+    head = SegFormerHead(in_channels=backbone.out_channels, num_classes=num_classes, embed_dim=embed_dim,
+                         with_conv_seg=with_conv_seg)
+    return SegFormer(backbone=backbone, decode_head=head)

@@ -1,0 +1,355 @@
+"""CFFM's cross-frame attention: coarse-to-fine feature assembling (CFFA) + cross-frame feature mining (CFM).
+
+A re-implementation of the official ``BasicLayer3d3`` / ``CffmTransformerBlock3d3`` / ``WindowAttention3d3``
+(GuoleiSun/VSS-CFFM, a Focal-Transformer derivative), with the same parameter and buffer names so official
+``decode_head.decoder_focal.*`` weights load unchanged. Written from the description in
+``specs/models.md`` section 2.2; the behaviour that matters for equal outputs:
+
+* Pre-norm on all frames (``norm1``), zero padding of the 1/8 maps to a multiple of the window (7); only the
+  target (last frame) gets queries and is updated; the references pass through unchanged.
+* Keys/values of every 7x7 query window of the target, all from the same ``qkv`` Linear (289 tokens):
+
+  ====================  =====================================================================  ======
+  source                how                                                                      tokens
+  ====================  =====================================================================  ======
+  target, own window    the 7x7 window                                                            49
+  target, neighbours    4 cyclic rolls by (+-3, +-3) (wrapping around the map), minus the own      132
+                        window (``valid_ind_rolled``)
+  target, pooled        ``pool_layers.0`` = Linear(49->1) per window, 5x5 window grid around       25
+  frame t-9             ``pool_layers_clips.0`` = Linear(49->1) per window, 7x7 grid, stride 1     49
+  frame t-6             resize to 6/7 (bilinear), Linear(9->1) per 3x3 cell, 5x5 cells, stride 2    25
+  frame t-3             resize to 6/7 (bilinear), Linear(4->1) per 2x2 cell, 3x3 cells, stride 3     9
+  ====================  =====================================================================  ======
+
+  Grid positions outside the map (zero padding of the unfolding) get -100 added to their logits.
+* Relative position biases per key group (the own-window table is zero-initialised and, as in the official
+  code, never re-initialised); the index tensors are persistent buffers (they are in the state dict).
+
+We gather the pooled neighbourhoods with strided slices of the zero-padded grid instead of ``nn.Unfold``
+(same values and order; slices export to ONNX everywhere).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MASK_VALUE = -100.0
+
+
+def relative_position_index(q_size: int, k_size: int) -> torch.Tensor:
+    """Index into a ``(q_size + k_size - 1)**2`` bias table for each (query, key) pair of two square grids.
+
+    Args:
+        q_size: side of the query window.
+        k_size: side of the key grid.
+
+    Returns:
+        [q_size**2, k_size**2] int64 with ``(dy + k_size - 1) * (q_size + k_size - 1) + (dx + k_size - 1)``,
+        where ``(dy, dx)`` = query coordinate minus key coordinate (row-major flattening).
+    """
+    q = torch.stack(torch.meshgrid(torch.arange(q_size), torch.arange(q_size), indexing="ij")).flatten(1)
+    k = torch.stack(torch.meshgrid(torch.arange(k_size), torch.arange(k_size), indexing="ij")).flatten(1)
+    rel = q[:, :, None] - k[:, None, :] + (k_size - 1)  # [2, Nq, Nk], both >= 0
+    return rel[0] * (q_size + k_size - 1) + rel[1]
+
+
+def rolled_key_index(window: int, expand: int) -> torch.Tensor:
+    """Positions kept from the 4 rolled windows (order: rolls (-e,-e), (-e,+e), (+e,-e), (+e,+e)).
+
+    Each rolled window overlaps the own window in a (window - expand)^2 corner, which is dropped.
+
+    Returns:
+        [4 * (window**2 - (window - expand)**2)] int64 indices into the 4 concatenated flattened windows.
+    """
+    keep = torch.ones(4, window, window)
+    inner = window - expand
+    keep[0, :inner, :inner] = 0  # rolled by (-e, -e): own window sits in the top-left corner
+    keep[1, :inner, expand:] = 0  # rolled by (-e, +e)
+    keep[2, expand:, :inner] = 0  # rolled by (+e, -e)
+    keep[3, expand:, expand:] = 0  # rolled by (+e, +e)
+    return keep.flatten().nonzero().flatten()
+
+
+def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    """[B, H, W, C] (H, W multiples of window) -> [B * nWh * nWw, window**2, C], windows row-major."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window, window, w // window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, window * window, c)
+
+
+def window_reverse(windows: torch.Tensor, window: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: [B * nW, window**2, C] -> [B, H, W, C]."""
+    c = windows.shape[-1]
+    x = windows.view(-1, h // window, w // window, window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, w, c)
+
+
+def pool_cells(x: torch.Tensor, cell: int, layer: nn.Linear) -> torch.Tensor:
+    """Pool every ``cell x cell`` cell with a Linear over its cell**2 positions (row-major).
+
+    Args:
+        x: [B, H, W, C], H and W multiples of ``cell``.
+        cell: cell side.
+        layer: Linear(cell**2 -> 1).
+
+    Returns:
+        [B, H / cell, W / cell, C].
+    """
+    b, h, w, c = x.shape
+    x = x.view(b, h // cell, cell, w // cell, cell, c).permute(0, 1, 3, 5, 2, 4)
+    x = x.reshape(b, h // cell, w // cell, c, cell * cell)
+    return layer(x).squeeze(-1)
+
+
+def gather_neighbourhoods(grid: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    """``nn.Unfold`` semantics with strided slices: the kernel x kernel neighbourhood at every output position.
+
+    Args:
+        grid: [B, C, gh, gw].
+        kernel, stride, padding: as in ``nn.Unfold`` (zero padding).
+
+    Returns:
+        [B, C, kernel**2, oh * ow] with ``oh = (gh + 2 * padding - kernel) // stride + 1`` (same for ow);
+        the kernel positions are row-major, output positions row-major.
+    """
+    b, c, gh, gw = grid.shape
+    oh = (gh + 2 * padding - kernel) // stride + 1
+    ow = (gw + 2 * padding - kernel) // stride + 1
+    padded = F.pad(grid, (padding, padding, padding, padding))
+    taps = [padded[:, :, dy:dy + stride * (oh - 1) + 1:stride, dx:dx + stride * (ow - 1) + 1:stride]
+            for dy in range(kernel) for dx in range(kernel)]
+    return torch.stack(taps, dim=2).reshape(b, c, kernel * kernel, oh * ow)
+
+
+class Mlp(nn.Module):
+    """fc1 -> GELU -> fc2 (keys ``mlp.fc1``, ``mlp.fc2``)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class CFFMAttention(nn.Module):
+    """Window attention of the target over its own window, rolled neighbours and pooled multi-frame context.
+
+    Args:
+        dim: channels (256).
+        num_heads: heads (8).
+        window: query window side (7).
+        expand: neighbour roll size (3).
+        focal_window: pooled-target neighbourhood side (5).
+        clip_strides: ``focal_l_clips`` (1, 2, 3): pooled cells per window side for frames t-9, t-6, t-3.
+        clip_kernels: ``focal_kernel_clips`` (7, 5, 3): neighbourhood side on each reference's cell grid.
+    """
+
+    def __init__(self, *, dim: int = 256, num_heads: int = 8, window: int = 7, expand: int = 3,
+                 focal_window: int = 5, clip_strides: tuple[int, ...] = (1, 2, 3),
+                 clip_kernels: tuple[int, ...] = (7, 5, 3)) -> None:
+        super().__init__()
+        if dim % num_heads or any(k % 2 == 0 for k in clip_kernels) or len(clip_strides) != len(clip_kernels):
+            raise ValueError("CFFMAttention: dim must divide by num_heads, clip kernels must be odd and "
+                             "match clip_strides")
+        self.dim, self.num_heads, self.window = dim, num_heads, window
+        self.expand, self.focal_window = expand, focal_window
+        self.clip_strides, self.clip_kernels = tuple(clip_strides), tuple(clip_kernels)
+        self.scale = (dim // num_heads) ** -0.5
+        area = window * window
+        n_rolled = 4 * (area - (window - expand) ** 2)
+
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(window, window))
+        self.relative_position_bias_table_to_neighbors = nn.Parameter(torch.zeros(1, num_heads, area, n_rolled))
+        self.register_buffer("valid_ind_rolled", rolled_key_index(window, expand))
+        self.relative_position_bias_table_to_windows = nn.ParameterList(
+            [nn.Parameter(torch.zeros(num_heads, (window + focal_window - 1) ** 2))])
+        self.register_buffer("relative_position_index_0", relative_position_index(window, focal_window))
+        self.relative_position_bias_table_to_windows_clips = nn.ParameterList(
+            [nn.Parameter(torch.zeros(num_heads, (window + k - 1) ** 2)) for k in self.clip_kernels])
+        for i, k in enumerate(self.clip_kernels):
+            self.register_buffer(f"relative_position_index_clips_{i}", relative_position_index(window, k))
+        self.qkv = nn.Linear(dim, 3 * dim, bias=True)
+        self.proj = nn.Linear(dim, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Official init: trunc-normal(0.02) for every bias table except the own-window one (stays zero)."""
+        nn.init.trunc_normal_(self.relative_position_bias_table_to_neighbors, std=0.02)
+        for p in [*self.relative_position_bias_table_to_windows, *self.relative_position_bias_table_to_windows_clips]:
+            nn.init.trunc_normal_(p, std=0.02)
+
+    @property
+    def keys_per_window(self) -> int:
+        """Number of key tokens per query window (289 with the defaults)."""
+        area = self.window ** 2
+        return (area + int(self.valid_ind_rolled.numel()) + self.focal_window ** 2
+                + sum(k * k for k in self.clip_kernels))
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, L, C] -> [N, heads, L, C / heads]."""
+        n, length, c = x.shape
+        return x.view(n, length, self.num_heads, c // self.num_heads).transpose(1, 2)
+
+    def _pooled_kv(self, grid: torch.Tensor, kernel: int, stride: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                  torch.Tensor]:
+        """Keys/values of the kernel x kernel cell neighbourhoods of every query window, and the padding mask.
+
+        Args:
+            grid: pooled cells [B, gh, gw, C].
+
+        Returns:
+            k, v: [B * nW, heads, kernel**2, head_dim]; mask: [nW, kernel**2] (0 or -100).
+        """
+        b, gh, gw, c = grid.shape
+        pad = kernel // 2
+        kv = self.qkv(grid)[..., c:].permute(0, 3, 1, 2)  # [B, 2C, gh, gw]
+        taps = gather_neighbourhoods(kv, kernel, stride, pad)  # [B, 2C, K2, nW]
+        taps = taps.permute(0, 3, 2, 1).reshape(-1, kernel * kernel, 2 * c)  # [B*nW, K2, 2C]
+        k, v = self._heads(taps[..., :c]), self._heads(taps[..., c:])
+        ones = grid.new_ones(1, 1, gh, gw)
+        valid = gather_neighbourhoods(ones, kernel, stride, pad)[0, 0].transpose(0, 1)  # [nW, K2]
+        mask = torch.where(valid > 0, torch.zeros_like(valid), torch.full_like(valid, MASK_VALUE))
+        return k, v, mask
+
+    def position_bias(self) -> torch.Tensor:
+        """Relative position biases of all key groups: [heads, window**2, keys_per_window]."""
+        area = self.window ** 2
+        own = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
+        parts = [own.view(area, area, -1).permute(2, 0, 1), self.relative_position_bias_table_to_neighbors[0]]
+        tables = [*self.relative_position_bias_table_to_windows, *self.relative_position_bias_table_to_windows_clips]
+        names = ["relative_position_index_0"] + [f"relative_position_index_clips_{i}"
+                                                 for i in range(len(self.clip_kernels))]
+        for table, name in zip(tables, names):
+            index = getattr(self, name)
+            parts.append(table[:, index.reshape(-1)].view(-1, area, index.shape[1]))
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, target: torch.Tensor, pooled_target: torch.Tensor,
+                pooled_refs: list[torch.Tensor]) -> torch.Tensor:
+        """Attend from every window of the target.
+
+        Args:
+            target: normed, padded target map [B, H, W, C] (H, W multiples of the window).
+            pooled_target: [B, H / window, W / window, C] (one token per window).
+            pooled_refs: per reference frame (t-9, t-6, t-3) its cell grid [B, s * H / window, s * W / window, C]
+                with s = ``clip_strides``.
+
+        Returns:
+            [B * nW, window**2, C] attention outputs per window (after ``proj``).
+        """
+        b, h, w, c = target.shape
+        win, e = self.window, self.expand
+        q, k, v = self.qkv(target).chunk(3, dim=-1)  # each [B, H, W, C]
+        q_win = self._heads(window_partition(q, win))  # [B*nW, heads, 49, hd]
+        keys, values = [self._heads(window_partition(k, win))], [self._heads(window_partition(v, win))]
+        for t, out in ((k, keys), (v, values)):
+            rolled = [window_partition(torch.roll(t, shifts=s, dims=(1, 2)), win)
+                      for s in ((-e, -e), (-e, e), (e, -e), (e, e))]
+            out.append(self._heads(torch.cat(rolled, dim=1)[:, self.valid_ind_rolled]))
+        masks = [target.new_zeros(1, keys[0].shape[2] + keys[1].shape[2])]
+        groups = [(pooled_target, self.focal_window, 1)]
+        groups += [(g, kern, stride) for g, kern, stride in zip(pooled_refs, self.clip_kernels, self.clip_strides)]
+        for grid, kernel, stride in groups:
+            pk, pv, mask = self._pooled_kv(grid, kernel, stride)
+            keys.append(pk)
+            values.append(pv)
+            masks.append(mask)
+        n_win = (h // win) * (w // win)
+        mask = torch.cat([masks[0].expand(n_win, -1), *masks[1:]], dim=1)  # [nW, N]
+        k_all, v_all = torch.cat(keys, dim=2), torch.cat(values, dim=2)  # [B*nW, heads, N, hd]
+        attn = (q_win * self.scale) @ k_all.transpose(-2, -1)  # [B*nW, heads, 49, N]
+        attn = attn + self.position_bias().unsqueeze(0)
+        attn = (attn.view(b, n_win, self.num_heads, win * win, -1) + mask[None, :, None, None, :])
+        attn = attn.view(b * n_win, self.num_heads, win * win, -1).softmax(dim=-1)
+        out = (attn @ v_all).transpose(1, 2).reshape(b * n_win, win * win, c)
+        return self.proj(out)
+
+
+class CFFMBlock(nn.Module):
+    """One CFM block (official ``CffmTransformerBlock3d3``): pre-norm cross-frame attention + MLP on the target.
+
+    Args:
+        dim, num_heads, window, expand, focal_window, clip_strides, clip_kernels: see :class:`CFFMAttention`.
+        mlp_ratio: MLP hidden size / dim.
+    """
+
+    def __init__(self, *, dim: int = 256, num_heads: int = 8, window: int = 7, expand: int = 3,
+                 focal_window: int = 5, clip_strides: tuple[int, ...] = (1, 2, 3),
+                 clip_kernels: tuple[int, ...] = (7, 5, 3), mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.window = window
+        self.clip_strides = tuple(clip_strides)
+        # fc pooling, initialised to averaging (learnable)
+        self.pool_layers = nn.ModuleList([nn.Linear(window * window, 1)])
+        self.pool_layers_clips = nn.ModuleList([nn.Linear((window // s) ** 2, 1) for s in self.clip_strides])
+        for layer in [*self.pool_layers, *self.pool_layers_clips]:
+            nn.init.constant_(layer.weight, 1.0 / layer.in_features)
+            nn.init.zeros_(layer.bias)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = CFFMAttention(dim=dim, num_heads=num_heads, window=window, expand=expand,
+                                  focal_window=focal_window, clip_strides=clip_strides, clip_kernels=clip_kernels)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def _pool_reference(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Cell grid of reference ``index``: [B, H, W, C] -> [B, s * H / win, s * W / win, C]."""
+        stride = self.clip_strides[index]
+        cell = self.window // stride
+        if cell * stride != self.window:  # t-6, t-3: bilinear resize so that cells tile the window grid
+            size = (x.shape[1] // self.window * stride * cell, x.shape[2] // self.window * stride * cell)
+            x = F.interpolate(x.permute(0, 3, 1, 2), size=size, mode="bilinear",
+                              align_corners=False).permute(0, 2, 3, 1)
+        return pool_cells(x, cell, self.pool_layers_clips[index])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Update the target (last frame).
+
+        Args:
+            x: [B, D, H, W, C] with D = 1 + number of references (references first, target last).
+
+        Returns:
+            [B, D, H, W, C]; frames 0..D-2 unchanged.
+        """
+        b, d, h, w, c = x.shape
+        if d != len(self.clip_strides) + 1:
+            raise ValueError(f"CFFM block expects {len(self.clip_strides) + 1} frames, got {d}")
+        win = self.window
+        normed = self.norm1(x)
+        pad_b, pad_r = (win - h % win) % win, (win - w % win) % win
+        if pad_b or pad_r:
+            normed = F.pad(normed, (0, 0, 0, pad_r, 0, pad_b))
+        hp, wp = h + pad_b, w + pad_r
+        target = normed[:, -1]
+        pooled_target = pool_cells(target, win, self.pool_layers[0])
+        pooled_refs = [self._pool_reference(normed[:, i], i) for i in range(d - 1)]
+        out = self.attn(target, pooled_target, pooled_refs)
+        out = window_reverse(out, win, hp, wp)[:, :h, :w]
+        t = x[:, -1] + out
+        t = t + self.mlp(self.norm2(t))
+        return torch.cat([x[:, :-1], t.unsqueeze(1)], dim=1)
+
+
+class CFFMLayer(nn.Module):
+    """``decoder_focal``: a stack of :class:`CFFMBlock` (``blocks.{i}``).
+
+    Args:
+        depth: number of blocks (B0 1, B1 2, B2 2, B5 4).
+        **block_kwargs: passed to :class:`CFFMBlock`.
+    """
+
+    def __init__(self, *, depth: int, **block_kwargs) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([CFFMBlock(**block_kwargs) for _ in range(depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, D, C, H, W] (target last) -> [B, D, C, H, W], only the target updated."""
+        y = x.permute(0, 1, 3, 4, 2)
+        for block in self.blocks:
+            y = block(y)
+        return y.permute(0, 1, 4, 2, 3)
