@@ -1,0 +1,404 @@
+"""DAVIS J (region IoU), F (boundary measure), statistics and the semi-/unsupervised protocols.
+
+Semantics follow ``davis2017-evaluation`` (spec §3): J = |S∩G \\ void| / |S∪G \\ void| with J = 1 for
+an empty union; F uses the BSDS ``seg2bmap`` boundary (no thinning) and a disk tolerance of
+``ceil(0.008 * ||(H, W)||)`` pixels applied with ``cv2.dilate``; M / R / D statistics with the
+overlapping decay bins. The fast paths compute exactly the same numbers:
+
+* J of all (proposal, object) pairs of a frame comes from one joint histogram of the two label maps.
+* F works on crops: a mask's boundary lies within its bounding box grown by one pixel up/left, and a
+  boundary pixel's match depends only on boundary pixels within the tolerance radius, so boundary
+  extraction and the disk dilations run on small windows instead of the whole frame.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from vidseg.errors import DataError
+from vidseg.metrics.evaluator import Evaluator, check_protocol
+
+BOUND_TH = 0.008
+MAX_PROPOSALS = 20
+GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+
+
+# ------------------------------------------------------------------------------------ J and F
+
+
+def db_eval_iou(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None) -> np.ndarray | float:
+    """Region similarity J (``davis2017/metrics.py::db_eval_iou``).
+
+    Args:
+        gt: [..., H, W] binary masks.
+        pred: [..., H, W] binary masks.
+        void: optional [..., H, W] (broadcastable) mask of pixels to ignore.
+
+    Returns:
+        J per leading index (float for 2-D input); 1 where the union is empty.
+    """
+    gt, pred = gt.astype(bool), pred.astype(bool)
+    keep = np.ones_like(gt) if void is None else ~void.astype(bool)
+    inter = np.sum(gt & pred & keep, axis=(-2, -1))
+    union = np.sum((gt | pred) & keep, axis=(-2, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        j = inter / union
+    if np.ndim(j) == 0:
+        return 1.0 if union == 0 else float(j)
+    j[union == 0] = 1
+    return j
+
+
+def bound_pixels(shape: tuple[int, int], bound_th: float = BOUND_TH) -> int:
+    """Tolerance radius in pixels: ``bound_th`` if >= 1, else ceil(bound_th * diagonal) (8 at 480x854)."""
+    return int(bound_th if bound_th >= 1 else np.ceil(bound_th * np.linalg.norm(shape)))
+
+
+def seg2bmap(seg: np.ndarray) -> np.ndarray:
+    """BSDS boundary map: a pixel differs from its E, S or SE neighbour (zero past the border).
+
+    The last row compares E only, the last column S only, the bottom-right pixel is never a boundary.
+
+    Args:
+        seg: [H, W] mask.
+
+    Returns:
+        [H, W] bool boundary map.
+    """
+    seg = seg.astype(bool)
+    e = np.zeros_like(seg)
+    s = np.zeros_like(seg)
+    se = np.zeros_like(seg)
+    e[:, :-1] = seg[:, 1:]
+    s[:-1, :] = seg[1:, :]
+    se[:-1, :-1] = seg[1:, 1:]
+    b = (seg ^ e) | (seg ^ s) | (seg ^ se)
+    b[-1, :] = seg[-1, :] ^ e[-1, :]
+    b[:, -1] = seg[:, -1] ^ s[:, -1]
+    b[-1, -1] = 0
+    return b
+
+
+def disk(radius: int) -> np.ndarray:
+    """Disk structuring element X^2 + Y^2 <= r^2 as uint8 [2r+1, 2r+1] (skimage ``disk``)."""
+    y, x = np.ogrid[-radius: radius + 1, -radius: radius + 1]
+    return ((x * x + y * y) <= radius * radius).astype(np.uint8)
+
+
+class Boundary:
+    """The boundary of one mask, stored as a crop ``b`` at offset (y0, x0) of an (H, W) frame."""
+
+    __slots__ = ("b", "y0", "x0", "count", "shape")
+
+    def __init__(self, mask: np.ndarray) -> None:
+        import cv2
+
+        h, w = mask.shape
+        self.shape = (h, w)
+        m8 = mask.view(np.uint8) if mask.dtype == bool else (mask != 0).astype(np.uint8)
+        x, y, bw, bh = cv2.boundingRect(m8)
+        if bw == 0:
+            self.b, self.y0, self.x0, self.count = np.zeros((0, 0), bool), 0, 0, 0
+            return
+        y0, x0 = max(y - 1, 0), max(x - 1, 0)
+        y1, x1 = min(y + bh + 1, h), min(x + bw + 1, w)
+        self.b = seg2bmap(m8[y0:y1, x0:x1])
+        self.y0, self.x0 = y0, x0
+        self.count = int(np.count_nonzero(self.b))
+
+
+def _matched(src: Boundary, ref: Boundary, r: int, kernel: np.ndarray) -> int:
+    """Number of boundary pixels of ``src`` within the disk of radius r of a boundary pixel of ``ref``."""
+    import cv2
+
+    h, w = src.shape
+    sy1, sx1 = src.y0 + src.b.shape[0], src.x0 + src.b.shape[1]
+    ry1, rx1 = ref.y0 + ref.b.shape[0], ref.x0 + ref.b.shape[1]
+    # window: src crop, which is all that is counted; ref pixels farther than r from it cannot matter
+    y0, x0 = src.y0, src.x0
+    if ref.y0 - r >= sy1 or ry1 + r <= y0 or ref.x0 - r >= sx1 or rx1 + r <= x0:
+        return 0
+    # ref crop clipped to the window grown by r, dilated, then read inside the window
+    gy0, gx0 = max(y0 - r, 0), max(x0 - r, 0)
+    gy1, gx1 = min(sy1 + r, h), min(sx1 + r, w)
+    canvas = np.zeros((gy1 - gy0, gx1 - gx0), np.uint8)
+    cy0, cx0 = max(ref.y0, gy0), max(ref.x0, gx0)
+    cy1, cx1 = min(ry1, gy1), min(rx1, gx1)
+    if cy0 >= cy1 or cx0 >= cx1:
+        return 0
+    canvas[cy0 - gy0: cy1 - gy0, cx0 - gx0: cx1 - gx0] = ref.b[cy0 - ref.y0: cy1 - ref.y0, cx0 - ref.x0: cx1 - ref.x0]
+    dil = cv2.dilate(canvas, kernel)
+    window = dil[y0 - gy0: sy1 - gy0, x0 - gx0: sx1 - gx0]
+    return int(np.count_nonzero(window.view(bool) & src.b))
+
+
+def f_from_boundaries(fg: Boundary, gt: Boundary, r: int, kernel: np.ndarray | None = None) -> float:
+    """F measure from the two boundaries (precision/recall special cases of the official code)."""
+    n_fg, n_gt = fg.count, gt.count
+    if n_fg == 0 and n_gt > 0:
+        precision, recall = 1.0, 0.0
+    elif n_fg > 0 and n_gt == 0:
+        precision, recall = 0.0, 1.0
+    elif n_fg == 0 and n_gt == 0:
+        precision, recall = 1.0, 1.0
+    else:
+        kernel = disk(r) if kernel is None else kernel
+        precision = _matched(fg, gt, r, kernel) / float(n_fg)
+        recall = _matched(gt, fg, r, kernel) / float(n_gt)
+    if precision + recall == 0:
+        return 0.0
+    return 2 * precision * recall / (precision + recall)
+
+
+def f_measure(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None, bound_th: float = BOUND_TH) -> float:
+    """Boundary measure F of one frame (``davis2017/metrics.py::f_measure``).
+
+    Args:
+        pred: [H, W] binary prediction ("foreground_mask").
+        gt: [H, W] binary ground truth.
+        void: optional [H, W] void mask; both masks are multiplied by ¬void before boundary extraction.
+        bound_th: tolerance; < 1 is a fraction of the image diagonal.
+    """
+    if pred.shape != gt.shape:
+        raise DataError("F", f"mask sizes differ: {pred.shape} vs {gt.shape}")
+    pred, gt = pred.astype(bool), gt.astype(bool)
+    if void is not None:
+        keep = ~void.astype(bool)
+        pred, gt = pred & keep, gt & keep
+    r = bound_pixels(gt.shape, bound_th)
+    return f_from_boundaries(Boundary(pred), Boundary(gt), r)
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+
+def db_statistics(values: np.ndarray, protocol: str = "official") -> tuple[float, float, float]:
+    """Mean, recall and decay of per-frame values of one object (``davis2017/utils.py::db_statistics``).
+
+    M = nanmean(v); R = nanmean(v > 0.5) (NaN counts as failure); D = nanmean(first quarter) -
+    nanmean(last quarter) with 4 bins over ``round(linspace(1, N, 5) + 1e-10) - 1`` that overlap by one
+    frame. ``official`` casts the bin ids to uint8 as the official code (wrong past 255 frames);
+    ``strict`` keeps them as integers.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        m = np.nanmean(v)
+        r = np.nanmean(v > 0.5)
+        ids = np.round(np.linspace(1, len(v), 5) + 1e-10) - 1
+        ids = ids.astype(np.uint8) if protocol == "official" else ids.astype(np.int64)
+        bins = [v[ids[i]: ids[i + 1] + 1] for i in range(4)]
+        d = np.nanmean(bins[0]) - np.nanmean(bins[3])
+    return float(m), float(r), float(d)
+
+
+# ------------------------------------------------------------------------------------ per frame
+
+
+def _pair_counts(gt: np.ndarray, res: np.ndarray, n_gt: int, n_res: int, void: np.ndarray | None):
+    """Joint histogram table[g, p] of object ids (0 = background), void pixels dropped."""
+    k = n_res + 1
+    idx = gt.astype(np.int64) * k + res
+    if void is not None:
+        idx = idx[~void]
+    return np.bincount(idx.ravel(), minlength=(n_gt + 1) * k)[: (n_gt + 1) * k].reshape(n_gt + 1, k)
+
+
+def frame_scores(gt: np.ndarray, res: np.ndarray, n_gt: int, n_res: int, *, void: np.ndarray | None = None,
+                 pairs: str = "diagonal", bound_th: float = BOUND_TH) -> tuple[np.ndarray, np.ndarray]:
+    """J and F of one frame for objects 1..n_gt against proposals 1..n_res.
+
+    Args:
+        gt: [H, W] object ids 0..n_gt (anything else must already be mapped to 0 or void).
+        res: [H, W] proposal ids 0..n_res.
+        n_gt, n_res: numbers of objects / proposals.
+        void: optional [H, W] bool void mask.
+        pairs: ``diagonal`` (object i vs proposal i, semi-supervised; needs n_res == n_gt) or ``all``.
+        bound_th: F tolerance.
+
+    Returns:
+        (J, F): arrays [n_gt] for ``diagonal`` or [n_res, n_gt] for ``all``.
+    """
+    table = _pair_counts(gt, res, n_gt, n_res, void)
+    inter = table[1:, 1:].T.astype(np.float64)  # [n_res, n_gt]
+    union = table[1:, :].sum(1)[None, :] + table[:, 1:].sum(0)[:, None] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        j = np.where(union == 0, 1.0, inter / np.where(union == 0, 1, union))
+    r = bound_pixels(gt.shape, bound_th)
+    kernel = disk(r)
+    gmask = gt if void is None else np.where(void, 0, gt)
+    rmask = res if void is None else np.where(void, 0, res)
+    gb = [Boundary(gmask == i) for i in range(1, n_gt + 1)]
+    if pairs == "diagonal":
+        f = np.array([f_from_boundaries(Boundary(rmask == i), gb[i - 1], r, kernel) for i in range(1, n_gt + 1)])
+        return np.diag(j).copy() if n_gt else np.zeros(0), f
+    f = np.zeros((n_res, n_gt))
+    for p in range(1, n_res + 1):
+        pb = Boundary(rmask == p)
+        for g in range(n_gt):
+            f[p - 1, g] = f_from_boundaries(pb, gb[g], r, kernel)
+    return j, f
+
+
+# ------------------------------------------------------------------------------------ evaluator
+
+
+class DAVISEvaluator(Evaluator):
+    """J/F per object and frame, statistics, global results, for semi-supervised or unsupervised.
+
+    ``process(sequence, gt_frames, res_frames)`` takes one whole sequence: GT label maps (DAVIS indexed
+    PNG values: 0 background, 1..N objects, 255 void) and result label maps (object / proposal ids).
+
+    Args:
+        task: ``semi-supervised`` (first and last frame excluded, objects = max id of the first GT
+            frame, GT 255 -> background, no void) or ``unsupervised`` (all frames, void used, up to
+            20 proposals matched to objects by the Hungarian algorithm on -mean (J+F)/2).
+        protocol: ``official`` or ``strict`` (decay bins without the uint8 wrap; unsupervised per-object
+            rows in GT order instead of the official proposal order).
+        bound_th: F tolerance.
+        binary: DAVIS-2016 style: all GT objects merged into one, any result value > 0 is foreground.
+    """
+
+    def __init__(self, task: str = "semi-supervised", protocol: str = "official", bound_th: float = BOUND_TH,
+                 binary: bool = False) -> None:
+        from vidseg.errors import ConfigError
+
+        if task not in ("semi-supervised", "unsupervised"):
+            raise ConfigError(f"unknown DAVIS task {task!r}; choose semi-supervised or unsupervised")
+        self.task = task
+        self.protocol = check_protocol(protocol)
+        self.bound_th = bound_th
+        self.binary = binary
+        self.reset()
+
+    def reset(self) -> None:
+        self.objects: dict[str, dict[str, np.ndarray]] = {}  # "<seq>_<k>" -> {"J": [T'], "F": [T']}
+
+    def process(self, sequence: str, gt_frames: list[np.ndarray], res_frames: list[np.ndarray | None],  # type: ignore[override]
+                names: list[str] | None = None) -> None:
+        """Score one sequence. ``res_frames[0]``/``[-1]`` may be None in semi-supervised (not read)."""
+        j, f = score_sequence(gt_frames, res_frames, self.task, self.protocol, self.bound_th, self.binary,
+                              names or [sequence] * len(gt_frames))
+        for k in range(j.shape[0]):
+            key = f"{sequence}_{k + 1}"
+            if key in self.objects:
+                raise DataError(sequence, "sequence processed twice")
+            self.objects[key] = {"J": j[k], "F": f[k]}
+
+    def per_object(self) -> dict[str, dict[str, float]]:
+        """{"<seq>_<k>": {J-Mean, J-Recall, J-Decay, F-Mean, F-Recall, F-Decay}}."""
+        out = {}
+        for key, v in self.objects.items():
+            jm, jr, jd = db_statistics(v["J"], self.protocol)
+            fm, fr, fd = db_statistics(v["F"], self.protocol)
+            out[key] = {"J-Mean": jm, "J-Recall": jr, "J-Decay": jd, "F-Mean": fm, "F-Recall": fr, "F-Decay": fd}
+        return out
+
+    def evaluate(self) -> dict[str, Any]:
+        """Global results: mean over objects of each statistic, J&F-Mean = (J-Mean + F-Mean) / 2."""
+        per = self.per_object()
+        if not per:
+            return dict.fromkeys(GLOBAL_COLUMNS, float("nan")) | {"num_objects": 0}
+        cols = {c: float(np.mean([p[c] for p in per.values()])) for c in GLOBAL_COLUMNS[1:]}
+        return {"J&F-Mean": (cols["J-Mean"] + cols["F-Mean"]) / 2.0, **cols, "num_objects": len(per)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"objects": {k: dict(v) for k, v in self.objects.items()}}
+
+    def merge(self, other_state: dict[str, Any]) -> None:
+        for key, v in other_state["objects"].items():
+            if key in self.objects:
+                raise DataError(key, "object present in two merged evaluator states")
+            self.objects[key] = v
+
+
+def _prepare_gt(gt: np.ndarray, n_gt: int, task: str, binary: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    void = gt == 255 if task == "unsupervised" else None
+    g = gt.astype(np.int64)
+    if binary:
+        g = ((g != 0) & (g != 255)).astype(np.int64)
+    else:
+        g[(g > n_gt) | (g == 255)] = 0  # ids absent from the first frame and void are background
+    return g, void
+
+
+def _prepare_res(res: np.ndarray, name: str, gt_shape: tuple, binary: bool) -> np.ndarray:
+    if res.ndim != 2:
+        raise DataError(name, f"result must be an indexed (single-channel) PNG, got shape {res.shape}")
+    if res.shape != gt_shape:
+        raise DataError(name, f"result size {res.shape[::-1]} differs from ground truth {gt_shape[::-1]} (W, H)")
+    if binary:
+        return (res > 0).astype(np.int64)
+    return res.astype(np.int64)
+
+
+def score_sequence(gt_frames: list[np.ndarray], res_frames: list[np.ndarray | None], task: str,
+                   protocol: str = "official", bound_th: float = BOUND_TH, binary: bool = False,
+                   names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-object, per-frame J and F of one sequence: arrays [n_objects, n_evaluated_frames]."""
+    if len(gt_frames) != len(res_frames):
+        raise DataError(names[0] if names else "results", f"{len(gt_frames)} GT frames but {len(res_frames)} results")
+    names = names or [f"frame {i}" for i in range(len(gt_frames))]
+    first = gt_frames[0]
+    n_gt = 1 if binary else int(np.max(np.where(first == 255, 0, first)))
+    idx = range(1, len(gt_frames) - 1) if task == "semi-supervised" else range(len(gt_frames))
+    if task == "semi-supervised":
+        return _score_semi(gt_frames, res_frames, list(idx), n_gt, bound_th, binary, names)
+    return _score_unsup(gt_frames, res_frames, list(idx), n_gt, protocol, bound_th, binary, names)
+
+
+def _score_semi(gt_frames, res_frames, idx, n_gt, bound_th, binary, names):
+    j = np.zeros((n_gt, len(idx)))
+    f = np.zeros((n_gt, len(idx)))
+    for col, t in enumerate(idx):
+        g, _ = _prepare_gt(gt_frames[t], n_gt, "semi-supervised", binary)
+        r = _prepare_res(res_frames[t], names[t], g.shape, binary)
+        hi = int(r.max()) if r.size else 0
+        if hi > n_gt:
+            raise DataError(names[t], f"result holds object id {hi} but the first GT frame has {n_gt} objects")
+        j[:, col], f[:, col] = frame_scores(g, r, n_gt, n_gt, pairs="diagonal", bound_th=bound_th)
+    return j, f
+
+
+def _score_unsup(gt_frames, res_frames, idx, n_gt, protocol, bound_th, binary, names):
+    from scipy.optimize import linear_sum_assignment
+
+    res = [_prepare_res(res_frames[t], names[t], gt_frames[t].shape, binary) for t in idx]
+    n_res = max([int(r.max()) for r in res if r.size] + [0])
+    if n_res > MAX_PROPOSALS:
+        bad = next(names[t] for t, r in zip(idx, res, strict=True) if r.size and r.max() > MAX_PROPOSALS)
+        raise DataError(bad, f"result holds proposal id {n_res}; at most {MAX_PROPOSALS} proposals are allowed")
+    n_rows = max(n_res, n_gt)  # fewer proposals than objects: zero-padded, as the official code
+    j = np.zeros((n_rows, n_gt, len(idx)))
+    f = np.zeros((n_rows, n_gt, len(idx)))
+    for col, (t, r) in enumerate(zip(idx, res, strict=True)):
+        g, void = _prepare_gt(gt_frames[t], n_gt, "unsupervised", binary)
+        j[:, :, col], f[:, :, col] = frame_scores(g, r, n_gt, n_rows, void=void, pairs="all", bound_th=bound_th)
+    all_metrics = (np.mean(j, axis=2) + np.mean(f, axis=2)) / 2 if len(idx) else np.zeros((n_rows, n_gt))
+    row, col = linear_sum_assignment(-all_metrics)
+    if protocol == "strict":  # report object k in row k (official: rows in proposal order)
+        order = np.argsort(col)
+        row, col = row[order], col[order]
+    return j[row, col, :], f[row, col, :]
+
+
+# ------------------------------------------------------------------------------------ CSV
+
+
+def format_global_csv(results: dict[str, float]) -> str:
+    """``global_results-<set>.csv``: the 7 columns with 3 decimals, as pandas ``to_csv`` writes them."""
+    return ",".join(GLOBAL_COLUMNS) + "\n" + ",".join(_fmt(results[c]) for c in GLOBAL_COLUMNS) + "\n"
+
+
+def format_per_sequence_csv(per_object: dict[str, dict[str, float]]) -> str:
+    """``per-sequence_results-<set>.csv``: Sequence, J-Mean, F-Mean with rows ``<seq>_<objid>``."""
+    lines = ["Sequence,J-Mean,F-Mean"]
+    lines += [f"{k},{_fmt(v['J-Mean'])},{_fmt(v['F-Mean'])}" for k, v in per_object.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(x: float) -> str:
+    return "" if np.isnan(x) else f"{x:.3f}"  # pandas writes NaN as an empty field
