@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.metrics.brute_force_vspw_davis import bf_flowwarp
 
 from vidseg.errors import DataError
 from vidseg.flow import CallableFlow, DISFlow, FileFlow, flowwarp, make_flow_backend, read_flo, write_flo
+
+from .brute_force_vspw_davis import bf_flowwarp
 
 
 @st.composite

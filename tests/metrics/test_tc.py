@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.metrics.brute_force_vspw_davis import bf_confusion, bf_flowwarp, bf_miou_official
 
 from vidseg.metrics.tc import TCEvaluator
+
+from .brute_force_vspw_davis import bf_confusion, bf_flowwarp, bf_miou_official
 
 
 @settings(max_examples=60, deadline=None)

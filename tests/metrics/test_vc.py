@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.metrics.brute_force_vspw_davis import bf_vc_windows
 
 from vidseg.metrics.vc import VCVideoAccumulator, mean_vc, vc_window_accs
+
+from .brute_force_vspw_davis import bf_vc_windows
 
 
 @st.composite
