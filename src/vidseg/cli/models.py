@@ -1,0 +1,66 @@
+"""``vidseg models``: list the registered models with their parameter counts, task and paper."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "List the registered models (name, parameters, task, paper); --json prints the list as JSON."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, params, task, paper}")
+    parser.add_argument("--out", default=None, help="also write the JSON list to this file")
+    parser.add_argument("--task", default=None, choices=["backbone", "semantic", "video-semantic"],
+                        help="only the models of this task")
+    parser.add_argument("--num-classes", type=int, default=124, help="classes used when counting parameters")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def count_parameters(name: str, num_classes: int = 124) -> int:
+    """Parameters of a registered model, built on the meta device (no memory, no initialisation cost).
+
+    Falls back to a CPU build for a model whose construction needs real tensors.
+    """
+    import torch
+
+    from vidseg.models import build
+
+    try:
+        with torch.device("meta"):
+            model = build(name, num_classes=num_classes)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        model = build(name, num_classes=num_classes)
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_table(task: str | None = None, num_classes: int = 124, progress: bool = True) -> list[dict]:
+    """``[{"name", "params", "task", "paper"}]`` for the registered models (optionally one task)."""
+    from tqdm import tqdm
+
+    from vidseg.models.registry import MODELS, available_models
+
+    names = [n for n in available_models() if task is None or MODELS[n].task == task]
+    rows = []
+    for name in tqdm(names, desc="counting parameters", disable=not progress, leave=False):
+        entry = MODELS[name]
+        rows.append({"name": name, "params": count_parameters(name, num_classes), "task": entry.task,
+                     "paper": entry.paper})
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from vidseg.cli.common import format_table
+
+    rows = model_table(args.task, args.num_classes, progress=not (args.quiet or args.json))
+    if args.out:
+        from vidseg.fileio import write_text_atomic
+
+        write_text_atomic(args.out, json.dumps(rows, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        table = [[r["name"], f"{r['params']:,}", f"{r['params'] / 1e6:.2f}M", r["task"], r["paper"]] for r in rows]
+        print(format_table(table, ["name", "params", "M", "task", "paper"]))
+    return 0
