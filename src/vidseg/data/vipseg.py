@@ -204,12 +204,14 @@ class VIPSeg720Video(VideoRecord):
 
     Attributes:
         segments: per frame, the JSON ``segments_info`` as a mapping segment id -> category id.
+        areas: per frame, segment id -> area stated in the JSON (None where the JSON has none).
         instance_of: segment id -> library instance number (things: 1, 2, ... in order of first appearance
             in the video's JSON per category; stuff: 0). Stable across the frames of the video.
         json_path: the JSON file the segments come from (named in errors).
     """
 
     segments: tuple[dict[int, int], ...] = ()
+    areas: tuple[dict[int, int | None], ...] = ()
     instance_of: dict[int, int] = field(default_factory=dict)
     json_path: Path = Path()
 
@@ -272,24 +274,26 @@ def load_panoptic_json(path: Path) -> dict:
     return data
 
 
-def _segments_of(video_ann: dict, json_path: Path) -> tuple[dict[str, dict[int, int]], dict[int, int]]:
-    """Per image id the segments {id: category}, and the instance number of every thing segment id."""
+def _segments_of(video_ann: dict, json_path: Path,
+                 ) -> tuple[dict[str, tuple[dict[int, int], dict[int, int | None]]], dict[int, int]]:
+    """Per image id the segments ({id: category}, {id: area}), and the instance number of every thing id."""
     is_thing = _is_thing_table()
-    per_image: dict[str, dict[int, int]] = {}
+    per_image: dict[str, tuple[dict[int, int], dict[int, int | None]]] = {}
     instance_of: dict[int, int] = {}
     count: dict[int, int] = {}
     for ann in video_ann.get("annotations", []):
-        segs = {}
+        segs, areas = {}, {}
         for s in ann.get("segments_info", []):
             sid, cat = int(s["id"]), int(s["category_id"])
             if not 0 <= cat < NUM_VSPW_CLASSES:
                 raise DataError(json_path, f"segment {sid} of {ann.get('file_name')} has category {cat} "
                                 f"outside 0..{NUM_VSPW_CLASSES - 1}")
             segs[sid] = cat
+            areas[sid] = None if s.get("area") is None else int(s["area"])
             if is_thing[cat] and sid not in instance_of:
                 count[cat] = count.get(cat, 0) + 1
                 instance_of[sid] = count[cat]
-        per_image[str(ann.get("image_id", Path(str(ann.get("file_name", ""))).stem))] = segs
+        per_image[str(ann.get("image_id", Path(str(ann.get("file_name", ""))).stem))] = (segs, areas)
     return per_image, instance_of
 
 
@@ -301,7 +305,10 @@ def _scan_720_video(root: Path, entry: dict, ann: dict | None, json_path: Path,
         return None, problems
     if ann is None:
         return None, problems + [DataError(json_path, f"video '{name}' has no annotations entry")]
-    per_image, instance_of = _segments_of(ann, json_path)
+    try:
+        per_image, instance_of = _segments_of(ann, json_path)
+    except DataError as exc:
+        return None, problems + [exc]
     by_stem = {f.stem: i for i, f in enumerate(rec.frames)}
     keep = []
     for img in entry.get("images", []):
@@ -314,7 +321,8 @@ def _scan_720_video(root: Path, entry: dict, ann: dict | None, json_path: Path,
             keep.append((by_stem[stem], per_image[str(img["id"])]))
     frames = tuple(rec.frames[i] for i, _ in keep)
     masks = tuple(rec.masks[i] for i, _ in keep)
-    video = VIPSeg720Video(name, frames, masks, tuple(s for _, s in keep), instance_of, json_path)
+    video = VIPSeg720Video(name, frames, masks, tuple(s for _, (s, _a) in keep), tuple(a for _, (_s, a) in keep),
+                           instance_of, json_path)
     return video, problems
 
 
