@@ -299,8 +299,10 @@ class Pad:
 def normalize_frames(frames: np.ndarray | torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
                      std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
     """uint8 RGB frames [..., H, W, 3] -> float32 [..., 3, H, W], ``(x - mean) / std`` per channel."""
-    x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
-    x = x.to(torch.float32)
+    if isinstance(frames, np.ndarray):
+        x = torch.from_numpy(frames.astype(np.float32))  # a fresh, writable float copy
+    else:
+        x = frames.to(torch.float32)
     m = torch.tensor(mean, dtype=torch.float32)
     s = torch.tensor(std, dtype=torch.float32)
     x = (x - m) / s
