@@ -47,6 +47,8 @@ class DISFlow:
             self._dis = cv2.DISOpticalFlow_create({"ultrafast": 0, "fast": 1, "medium": 2}[self.preset])
         a = cv2.cvtColor(frame_t, cv2.COLOR_RGB2GRAY) if frame_t.ndim == 3 else frame_t
         b = cv2.cvtColor(frame_t1, cv2.COLOR_RGB2GRAY) if frame_t1.ndim == 3 else frame_t1
+        if min(a.shape[:2]) < 12:
+            raise DataError(video or "frames", f"OpenCV DIS needs frames of at least 12x12 pixels, got {a.shape[:2]}")
         return self._dis.calc(a, b, None).astype(np.float32)
 
     def __getstate__(self):  # the OpenCV object is not picklable; workers rebuild it

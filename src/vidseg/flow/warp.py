@@ -32,8 +32,8 @@ def flowwarp(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
         from vidseg.errors import DataError
 
         raise DataError("flow", f"flow shape {flow.shape} does not match labels {labels.shape} (+2 channels)")
-    x = torch.from_numpy(np.ascontiguousarray(labels)).to(torch.float32)[None, None]
-    flo = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).permute(2, 0, 1)[None]
+    x = torch.from_numpy(labels.astype(np.float32))[None, None]
+    flo = torch.from_numpy(np.array(flow, dtype=np.float32)).permute(2, 0, 1)[None]
     xx = torch.arange(0, w).view(1, -1).repeat(h, 1)
     yy = torch.arange(0, h).view(-1, 1).repeat(1, w)
     grid = torch.stack((xx, yy), 0)[None].float()

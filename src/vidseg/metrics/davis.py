@@ -402,3 +402,135 @@ def format_per_sequence_csv(per_object: dict[str, dict[str, float]]) -> str:
 
 def _fmt(x: float) -> str:
     return "" if np.isnan(x) else f"{x:.3f}"  # pandas writes NaN as an empty field
+
+
+# ------------------------------------------------------------------------------------ folders
+
+
+def _read_index_png(path) -> np.ndarray:
+    from vidseg.metrics.vspw import read_label_png
+
+    return read_label_png(path)
+
+
+def davis_sequences(davis_root, year: str, subset: str) -> list[str]:
+    """Sequence names of ``<root>/ImageSets/<year>/<set>.txt``."""
+    from pathlib import Path
+
+    path = Path(davis_root) / "ImageSets" / str(year) / f"{subset}.txt"
+    if not path.is_file():
+        raise DataError(path, "DAVIS image-set file not found")
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def _davis_job(job: dict[str, Any]) -> dict[str, Any]:
+    from pathlib import Path
+
+    gt_dir, res_dir = Path(job["gt_dir"]), Path(job["res_dir"])
+    stems = job["stems"]
+    skip = {0, len(stems) - 1} if job["task"] == "semi-supervised" else set()
+    gts = [_read_index_png(gt_dir / f"{s}.png") for s in stems]
+    res = [None if i in skip else _read_index_png(res_dir / f"{s}.png") for i, s in enumerate(stems)]
+    ev = DAVISEvaluator(job["task"], job["protocol"], binary=job["binary"])
+    ev.process(job["sequence"], gts, res, names=[str(res_dir / f"{s}.png") for s in stems])
+    out: dict[str, Any] = {"state": ev.state_dict()}
+    if job["with_t"]:
+        from vidseg.metrics.davis_t import sequence_t
+
+        out["T"] = sequence_t([r for r in res if r is not None], binary=True)
+    return out
+
+
+def _check_results(gt_root, res_root, sequences: list[str], task: str, protocol: str) -> dict[str, list[str]]:
+    from pathlib import Path
+
+    stems_of: dict[str, list[str]] = {}
+    missing: list[str] = []
+    for seq in sequences:
+        gdir = Path(gt_root) / seq
+        stems = sorted(p.stem for p in gdir.glob("*.png"))
+        if not stems:
+            raise DataError(gdir, "no ground-truth annotations (*.png) for this sequence")
+        stems_of[seq] = stems
+        need = stems[1:-1] if task == "semi-supervised" else stems
+        have = {p.stem for p in (Path(res_root) / seq).glob("*.png")}
+        missing += [f"{seq}/{s}.png" for s in need if s not in have]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DataError(res_root, f"{len(missing)} result frames missing: {shown}")
+    seqset = set(sequences)
+    extra = sorted(p.name for p in Path(res_root).iterdir() if p.is_dir() and p.name not in seqset)
+    if extra:
+        msg = f"{len(extra)} result folders not in the evaluated set (ignored): {', '.join(extra[:5])}"
+        if protocol == "strict":
+            raise DataError(res_root, msg)
+        warnings.warn(f"{res_root}: {msg}", stacklevel=2)
+    return stems_of
+
+
+def evaluate_davis_folder(davis_root, results, *, task: str = "semi-supervised", year: str = "2017",
+                          subset: str = "val", protocol: str = "official", resolution: str = "480p",
+                          workers: int = 1, with_t: bool = False, csv_dir=None,
+                          progress: bool = True) -> dict[str, Any]:
+    """Score a DAVIS results folder (``<results>/<seq>/<frame>.png``) as davis2017-evaluation does.
+
+    Args:
+        davis_root: DAVIS root with ``Annotations[_unsupervised]/<resolution>`` and ``ImageSets``.
+        results: results folder.
+        task: ``semi-supervised`` or ``unsupervised``.
+        year: ``2017`` (multi-object) or ``2016`` (objects merged into one, result value > 0 = object).
+        subset: image set (``val``, ``train``, ``test-dev``).
+        protocol: ``official`` or ``strict``.
+        resolution: annotation folder (``480p``).
+        workers: processes (results do not depend on it).
+        with_t: also compute the best-effort temporal stability T over the ``eval_t`` sequences.
+        csv_dir: where to write ``global_results-<set>.csv`` and ``per-sequence_results-<set>.csv``
+            (None: do not write). Unlike the official script, existing CSVs are always recomputed.
+        progress: tqdm bar.
+
+    Returns:
+        Global results (J&F-Mean, J-Mean, ...; T if asked), ``per_object`` and counts.
+    """
+    from pathlib import Path
+
+    from vidseg.fileio import write_text_atomic
+    from vidseg.metrics.vspw import run_jobs
+
+    check_protocol(protocol)
+    sub = "Annotations_unsupervised" if task == "unsupervised" else "Annotations"
+    gt_root = Path(davis_root) / sub / resolution
+    if not gt_root.is_dir():
+        raise DataError(gt_root, "DAVIS annotation folder not found")
+    if not Path(results).is_dir():
+        raise DataError(results, "results folder not found")
+    sequences = davis_sequences(davis_root, year, subset)
+    stems_of = _check_results(gt_root, results, sequences, task, protocol)
+    t_seqs = set(eval_t_sequences()) if with_t else set()
+    jobs = [{"gt_dir": str(gt_root / s), "res_dir": str(Path(results) / s), "stems": stems_of[s], "sequence": s,
+             "task": task, "protocol": protocol, "binary": str(year) == "2016", "with_t": s in t_seqs}
+            for s in sequences]
+    ev = DAVISEvaluator(task, protocol, binary=str(year) == "2016")
+    t_values: dict[str, float] = {}
+    for job, res in zip(jobs, run_jobs(_davis_job, jobs, workers, progress, desc="DAVIS sequences"), strict=True):
+        ev.merge(res["state"])
+        if "T" in res:
+            t_values[job["sequence"]] = res["T"]
+    out = ev.evaluate()
+    per = ev.per_object()
+    if with_t:
+        vals = np.array(list(t_values.values()), np.float64)
+        out["T"] = float(np.nanmean(vals)) if len(vals) and not np.isnan(vals).all() else float("nan")
+        out["T_sequences"] = t_values
+    if csv_dir is not None:
+        write_text_atomic(Path(csv_dir) / f"global_results-{subset}.csv", format_global_csv(out))
+        write_text_atomic(Path(csv_dir) / f"per-sequence_results-{subset}.csv", format_per_sequence_csv(per))
+    out["per_object"] = per
+    out["protocol"], out["task"] = protocol, task
+    return out
+
+
+def eval_t_sequences() -> list[str]:
+    """Names of the sequences marked ``eval_t`` in the DAVIS metadata (the T benchmark subset)."""
+    from vidseg.categories import davis_db_info
+
+    return [s["name"] for s in davis_db_info()["sequences"] if s.get("eval_t")]

@@ -1,0 +1,47 @@
+"""``vidseg eval davis``: J / F / J&F (and best-effort T) of a DAVIS results folder."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Score DAVIS results (<results>/<sequence>/<frame>.png, indexed object ids) as davis2017-evaluation."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--davis", required=True, help="DAVIS root with Annotations/480p and ImageSets/")
+    parser.add_argument("--results", required=True, help="results folder <sequence>/<frame>.png")
+    parser.add_argument("--task", default="semi-supervised", choices=["semi-supervised", "unsupervised"],
+                        help="semi-supervised (first/last frame excluded) or unsupervised (Hungarian matching)")
+    parser.add_argument("--year", default="2017", choices=["2017", "2016"],
+                        help="2017: multi-object; 2016: objects merged into one foreground mask")
+    parser.add_argument("--set", default="val", help="image set ImageSets/<year>/<set>.txt")
+    parser.add_argument("--resolution", default="480p", help="annotation resolution folder")
+    parser.add_argument("--protocol", default="official", choices=["official", "strict"],
+                        help="official: davis2017-evaluation numbers (quirks kept); strict: correct decay bins, "
+                             "per-object rows in GT order, extra result folders rejected")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (results do not depend on it)")
+    parser.add_argument("--json", default=None, help="write the results (fractions) to this JSON file")
+    parser.add_argument("--csv-dir", default=None,
+                        help="folder for global_results-<set>.csv and per-sequence_results-<set>.csv "
+                             "(default: the results folder, as the official script)")
+    parser.add_argument("--no-csv", action="store_true", help="do not write the CSV files")
+    parser.add_argument("--with-t", action="store_true",
+                        help="also compute temporal stability T over the eval_t sequences (best effort, slow)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidseg.cli.common import format_table, write_json
+    from vidseg.cli.eval_vspw import _jsonable
+    from vidseg.metrics.davis import GLOBAL_COLUMNS, evaluate_davis_folder
+
+    csv_dir = None if args.no_csv else (args.csv_dir or args.results)
+    res = evaluate_davis_folder(args.davis, args.results, task=args.task, year=args.year, subset=args.set,
+                                protocol=args.protocol, resolution=args.resolution, workers=args.workers,
+                                with_t=args.with_t, csv_dir=csv_dir, progress=not args.no_progress)
+    cols = list(GLOBAL_COLUMNS) + (["T"] if "T" in res else [])
+    print(f"DAVIS {args.year} {args.set} ({args.task}): {res['num_objects']} objects, protocol {res['protocol']}")
+    print(format_table([[100.0 * res[c] for c in cols]], cols))
+    if args.json:
+        write_json(args.json, _jsonable(res))
+    return 0

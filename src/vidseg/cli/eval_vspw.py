@@ -1,0 +1,68 @@
+"""``vidseg eval vspw``: mIoU / weighted IoU / mVC_n / TC of a VSPW prediction folder."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Score VSPW predictions (<pred>/<video>/<frame>.png, class ids 0..123) against a VSPW root."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", required=True, help="VSPW root holding <split>.txt and data/<video>/{mask,origin}")
+    parser.add_argument("--pred", required=True, help="prediction folder <video>/<frame>.png (single-channel, 0..123)")
+    parser.add_argument("--split", default="val", help="split file <root>/<split>.txt, or 'all' for every video")
+    parser.add_argument("--metrics", default="miou,wiou,vc8,vc16",
+                        help="comma list of miou, wiou, pixel_acc, vc<n> (any n), tc")
+    parser.add_argument("--protocol", default="official", choices=["official", "strict"],
+                        help="official: numbers of the official scripts (quirks kept); strict: paper formulas, "
+                             "questionable input rejected")
+    parser.add_argument("--miou-rule", default="official", choices=["official", "mmseg"],
+                        help="classes averaged in mIoU: present in GT (official) or non-empty union (mmseg)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (results do not depend on it)")
+    parser.add_argument("--json", default=None, help="write the results (fractions in [0,1]) to this JSON file")
+    parser.add_argument("--flow", default="dis",
+                        help="TC flow: 'dis' (OpenCV DIS, CPU), 'dis:fast', or a folder <video>/<frame>.npy|.flo "
+                             "holding the flow from each frame to the next")
+    parser.add_argument("--tc-videos", default="100",
+                        help="TC over the first N videos of the split (official: 100) or 'all'")
+    parser.add_argument("--per-class", action="store_true", help="also print the per-class IoU table")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidseg.cli.common import format_table, write_json
+    from vidseg.errors import ConfigError
+    from vidseg.metrics.vspw import evaluate_vspw_folder
+
+    if args.tc_videos == "all":
+        tc_videos = None
+    elif args.tc_videos.isdigit():
+        tc_videos = int(args.tc_videos)
+    else:
+        raise ConfigError(f"--tc-videos must be a number or 'all', got {args.tc_videos!r}")
+    res = evaluate_vspw_folder(args.root, args.pred, split=args.split, metrics=args.metrics,
+                               protocol=args.protocol, miou_rule=args.miou_rule, workers=args.workers,
+                               flow=args.flow, tc_videos=tc_videos, progress=not args.no_progress)
+    keys = [k for k in res if k in ("mIoU", "WIoU", "pixel_acc", "TC") or (k.startswith("mVC") and k[3:].isdigit())]
+    rows = [[k, 100.0 * res[k]] for k in keys]
+    print(f"VSPW {args.split}: {res['num_videos']} videos, {res['num_frames']} frames, protocol {res['protocol']}")
+    print(format_table(rows, ["metric", "%"]))
+    if args.per_class:
+        pc = [[name, "n/a" if v is None else 100.0 * v] for name, v in res["per_class"].items()]
+        print(format_table(pc, ["class", "IoU %"]))
+    if args.json:
+        write_json(args.json, _jsonable(res))
+    return 0
+
+
+def _jsonable(res: dict) -> dict:
+    import math
+
+    def fix(v):
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        return v
+
+    return {k: fix(v) for k, v in res.items()}
