@@ -25,9 +25,7 @@ def _segments(segments_info):
     return out
 
 
-def _window_stats(frames, categories, stats, gt_area_from_png=False):
-    gt_stack = np.stack([f[0] for f in frames]).astype(np.uint64)
-    pred_stack = np.stack([f[1] for f in frames]).astype(np.uint64)
+def _tubes(frames, gt_area_from_png):
     gt_tubes, pred_tubes = {}, {}
     for gt_map, pred_map, gsegs, psegs in frames:
         g = _segments(gsegs)
@@ -43,8 +41,10 @@ def _window_stats(frames, categories, stats, gt_area_from_png=False):
                     tubes[sid]["area"] += el["area"]
                 else:
                     tubes[sid] = el
-    keys, counts = np.unique(gt_stack * OFFSET + pred_stack, return_counts=True)
-    inter = {(int(k) // OFFSET, int(k) % OFFSET): int(c) for k, c in zip(keys, counts, strict=True)}
+    return gt_tubes, pred_tubes
+
+
+def _match(inter, gt_tubes, pred_tubes, stats):
     gt_matched, pred_matched = set(), set()
     for (gid, pid), n in inter.items():  # ascending (gt, pred)
         if gid not in gt_tubes or pid not in pred_tubes or gt_tubes[gid].get("iscrowd", 0):
@@ -60,6 +60,16 @@ def _window_stats(frames, categories, stats, gt_area_from_png=False):
             stats[cat]["iou"] += iou
             gt_matched.add(gid)
             pred_matched.add(pid)
+    return gt_matched, pred_matched
+
+
+def _window_stats(frames, categories, stats, gt_area_from_png=False):
+    gt_stack = np.stack([f[0] for f in frames]).astype(np.uint64)
+    pred_stack = np.stack([f[1] for f in frames]).astype(np.uint64)
+    gt_tubes, pred_tubes = _tubes(frames, gt_area_from_png)
+    keys, counts = np.unique(gt_stack * OFFSET + pred_stack, return_counts=True)
+    inter = {(int(k) // OFFSET, int(k) % OFFSET): int(c) for k, c in zip(keys, counts, strict=True)}
+    gt_matched, pred_matched = _match(inter, gt_tubes, pred_tubes, stats)
     crowd = {}
     for gid, el in gt_tubes.items():
         if gid in gt_matched:
@@ -109,6 +119,50 @@ def pq_average(stats, categories, isthing=None):
     return pq / n if n else float("nan")
 
 
+def _paint(f, side, numbers, ignore):
+    sem = np.full(f[side].shape, ignore, np.int64)
+    ins = np.full(f[side].shape, ignore, np.int64)
+    for el in f[2 + side]:
+        sem[f[side] == el["id"]] = el["category_id"]
+        ins[f[side] == el["id"]] = numbers[el["id"]]
+    return sem, ins
+
+
+def _count_pixels(gkey, pkey, gt_mask, pred_mask, sizes, inter):
+    for y in range(gkey.shape[0]):
+        for x in range(gkey.shape[1]):
+            if gt_mask[y, x]:
+                sizes[0][gkey[y, x]] = sizes[0].get(gkey[y, x], 0) + 1
+            if pred_mask[y, x]:
+                sizes[1][pkey[y, x]] = sizes[1].get(pkey[y, x], 0) + 1
+            if gt_mask[y, x] and pred_mask[y, x]:
+                key = (gkey[y, x], pkey[y, x])
+                inter[key] = inter.get(key, 0) + 1
+
+
+def _stq_sequence(frames, num_classes, things, first_instance, shift, ignore):
+    numbers = [{}, {}]
+    for side in (0, 1):
+        for f in frames:
+            for el in f[2 + side]:
+                numbers[side].setdefault(el["id"], len(numbers[side]) + first_instance)
+    cm = np.zeros((num_classes + 1, num_classes + 1), np.int64)
+    sizes, inter = [{}, {}], {}
+    for f in frames:
+        (gs, gi), (ps, pi) = _paint(f, 0, numbers[0], ignore), _paint(f, 1, numbers[1], ignore)
+        np.add.at(cm, (np.where(gs == ignore, num_classes, gs).ravel(),
+                       np.where(ps == ignore, num_classes, ps).ravel()), 1)
+        gt_thing = np.isin(gs, things)
+        crowd = gt_thing & (gi == 0)
+        _count_pixels((gs << shift) + gi, (ps << shift) + pi, gt_thing & ~crowd, np.isin(ps, things) & ~crowd,
+                      sizes, inter)
+    cm[num_classes, :] = 0
+    aq = 0.0
+    for g, gsize in sizes[0].items():
+        aq += sum(n * n / (sizes[1][p] + gsize - n) for (gg, p), n in inter.items() if gg == g) / gsize
+    return cm, aq, len(sizes[0])
+
+
 def stq(videos, num_classes, things, first_instance=0, shift=16, ignore=255):
     """Global and per-sequence STQ/AQ/IoU, painting the label maps the way the VIPSeg driver does."""
     seq_results = []
@@ -116,48 +170,9 @@ def stq(videos, num_classes, things, first_instance=0, shift=16, ignore=255):
     for frames in videos:
         if not frames:
             continue
-        numbers = [{}, {}]
-        for side in (0, 1):
-            for f in frames:
-                for el in f[2 + side]:
-                    numbers[side].setdefault(el["id"], len(numbers[side]) + first_instance)
-        cm = np.zeros_like(total_cm)
-        sizes = [{}, {}]
-        inter = {}
-        for f in frames:
-            maps = []
-            for side in (0, 1):
-                sem = np.full(f[side].shape, ignore, np.int64)
-                ins = np.full(f[side].shape, ignore, np.int64)
-                for el in f[2 + side]:
-                    sem[f[side] == el["id"]] = el["category_id"]
-                    ins[f[side] == el["id"]] = numbers[side][el["id"]]
-                maps.append((sem, ins))
-            (gs, gi), (ps, pi) = maps
-            gsem = np.where(gs == ignore, num_classes, gs)
-            psem = np.where(ps == ignore, num_classes, ps)
-            np.add.at(cm, (gsem.ravel(), psem.ravel()), 1)
-            gt_thing = np.isin(gs, things)
-            crowd = gt_thing & (gi == 0)
-            gt_mask = gt_thing & ~crowd
-            pred_mask = np.isin(ps, things) & ~crowd
-            gkey = (gs << shift) + gi
-            pkey = (ps << shift) + pi
-            for y in range(gs.shape[0]):
-                for x in range(gs.shape[1]):
-                    if gt_mask[y, x]:
-                        sizes[0][gkey[y, x]] = sizes[0].get(gkey[y, x], 0) + 1
-                    if pred_mask[y, x]:
-                        sizes[1][pkey[y, x]] = sizes[1].get(pkey[y, x], 0) + 1
-                    if gt_mask[y, x] and pred_mask[y, x]:
-                        key = (gkey[y, x], pkey[y, x])
-                        inter[key] = inter.get(key, 0) + 1
-        cm[num_classes, :] = 0
+        cm, aq, tubes = _stq_sequence(frames, num_classes, things, first_instance, shift, ignore)
         total_cm += cm
-        aq = 0.0
-        for g, gsize in sizes[0].items():
-            aq += sum(n * n / (sizes[1][p] + gsize - n) for (gg, p), n in inter.items() if gg == g) / gsize
-        seq_results.append((aq, len(sizes[0]), _miou(cm)))
+        seq_results.append((aq, tubes, _miou(cm)))
     aq_total = sum(r[0] for r in seq_results) / max(sum(r[1] for r in seq_results), 1e-15)
     iou = _miou(total_cm)
     per_seq = [(np.sqrt(r[0] / max(r[1], 1e-15) * r[2]), r[0] / max(r[1], 1e-15), r[2]) for r in seq_results]

@@ -425,3 +425,74 @@ def evaluate_vipseg_folder(gt_json: str | os.PathLike, gt_dir: str | os.PathLike
     out = ev.evaluate()
     out["frames"] = n_frames
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing the official format (synthetic data, conversions)
+# ----------------------------------------------------------------------------------------------------------
+
+def write_rgb_id_png(path: str | os.PathLike, ids: np.ndarray) -> None:
+    """Write an id map [H, W] (0 .. 2**24-1) as an RGB PNG with ``id = R + 256 G + 65536 B``, atomically."""
+    import cv2
+
+    from vidseg.fileio import atomic_path
+
+    ids = np.asarray(ids, np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= 1 << 24):
+        raise ValueError("ids must lie in 0 .. 2**24-1")
+    bgr = np.stack([ids >> 16, (ids >> 8) & 255, ids & 255], axis=-1).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), bgr):
+            raise DataError(path, "cannot write PNG")
+
+
+def _segments_info(ids: np.ndarray, categories: dict[int, int]) -> list[dict]:
+    uniq, counts = np.unique(ids, return_counts=True)
+    return [{"id": int(i), "category_id": int(categories[int(i)]), "iscrowd": 0, "area": int(c)}
+            for i, c in zip(uniq, counts, strict=True) if i != 0]
+
+
+def write_vipseg_folders(root: str | os.PathLike, gt: dict[str, list[np.ndarray]],
+                         pred: dict[str, list[np.ndarray]], gt_categories: dict[int, int],
+                         pred_categories: dict[int, int], categories: list[dict] | None = None) -> dict[str, Path]:
+    """Write GT and a prediction in the official VIPSeg formats (GT JSON + RGB PNGs, pred.json + pan_pred).
+
+    Args:
+        root: output folder.
+        gt / pred: video name -> list of id maps [H, W] (frame i is named ``%08d.png`` % (i + 1)).
+        gt_categories / pred_categories: segment id -> category id.
+        categories: the ``categories`` list of the GT JSON (default: the 124 VIPSeg categories).
+
+    Returns:
+        {"gt_json", "gt_dir", "submit_dir"}.
+    """
+    from vidseg.fileio import write_text_atomic
+
+    root = Path(root)
+    if categories is None:
+        from vidseg.categories import vipseg_categories
+
+        categories = [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)}
+                      for c in vipseg_categories()]
+    gt_json = {"videos": [], "annotations": [], "categories": categories}
+    pred_json = {"annotations": []}
+    for vid, frames in gt.items():
+        names = [f"{i + 1:08d}.png" for i in range(len(frames))]
+        h, w = (frames[0].shape if frames else (0, 0))
+        gt_json["videos"].append({"video_id": vid, "images": [
+            {"id": n[:-4], "width": int(w), "height": int(h), "file_name": n} for n in names]})
+        gt_json["annotations"].append({"video_id": vid, "annotations": [
+            {"image_id": n[:-4], "file_name": n, "segments_info": _segments_info(f, gt_categories)}
+            for n, f in zip(names, frames, strict=True)]})
+        for n, f in zip(names, frames, strict=True):
+            write_rgb_id_png(root / "gt" / vid / n, f)
+    for vid, frames in pred.items():
+        names = [f"{i + 1:08d}.png" for i in range(len(frames))]
+        pred_json["annotations"].append({"video_id": vid, "annotations": [
+            {"image_id": n[:-4], "file_name": n, "segments_info": _segments_info(f, pred_categories)}
+            for n, f in zip(names, frames, strict=True)]})
+        for n, f in zip(names, frames, strict=True):
+            write_rgb_id_png(root / "submit" / "pan_pred" / vid / n, f)
+    write_text_atomic(root / "gt.json", json.dumps(gt_json))
+    write_text_atomic(root / "submit" / "pred.json", json.dumps(pred_json))
+    return {"gt_json": root / "gt.json", "gt_dir": root / "gt", "submit_dir": root / "submit"}
