@@ -58,16 +58,20 @@ def _save_rgb_png(path: Path, rgb: np.ndarray) -> None:
         Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")
 
 
-def _start(src: Path, out: Path, complete_marker: Path) -> None:
-    """Refuse unsafe outputs, then mark ``out`` incomplete until :func:`_finish`."""
+def _check_paths(src: Path, out: Path, complete_marker: Path) -> None:
+    """Refuse a missing source and unsafe or already complete outputs."""
     if not src.is_dir():
         raise DataError(src, "source dataset folder not found")
     if out.resolve() == src.resolve():
         raise DataError(out, "output folder must differ from the source")
     if complete_marker.exists() and not (out / INCOMPLETE_MARKER).exists():
         raise DataError(out, f"already holds a complete conversion ({complete_marker.name}); remove it first")
+
+
+def _start(out: Path) -> None:
+    """Mark ``out`` incomplete until :func:`_finish`."""
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / INCOMPLETE_MARKER, f"vidseg convert from {src} in progress\n")
+    write_text_atomic(out / INCOMPLETE_MARKER, "vidseg convert in progress\n")
 
 
 def _finish(out: Path) -> None:
@@ -122,9 +126,10 @@ def convert_vspw_480p(src: str | os.PathLike, out: str | os.PathLike, height: in
             frame or mask, a mask of the wrong mode, size or values.
     """
     src, out = Path(src), Path(out)
-    _start(src, out, out / "train.txt")
+    _check_paths(src, out, out / "train.txt")
     videos, problems = scan_vspw(src)
     raise_first(problems)
+    _start(out)
     total = sum(len(v) for v in videos)
     with _progress(total, "vspw-480p", progress) as bar:
         for video in videos:
@@ -274,9 +279,10 @@ def convert_vipseg_720p(src: str | os.PathLike, out: str | os.PathLike, seed: in
         counts: ``videos``, ``frames``, ``segments``.
     """
     src, out = Path(src), Path(out)
-    _start(src, out, out / JSON_NAME)
+    _check_paths(src, out, out / JSON_NAME)
     videos, problems = scan_vipseg_raw(src)
     raise_first(problems)
+    _start(out)
     videos = [v for v in videos if v.has_labels]
     frags = []
     with _progress(sum(len(v) for v in videos), "vipseg-720p", progress) as bar:
