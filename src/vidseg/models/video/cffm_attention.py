@@ -49,8 +49,11 @@ def relative_position_index(q_size: int, k_size: int) -> torch.Tensor:
         [q_size**2, k_size**2] int64 with ``(dy + k_size - 1) * (q_size + k_size - 1) + (dx + k_size - 1)``,
         where ``(dy, dx)`` = query coordinate minus key coordinate (row-major flattening).
     """
-    q = torch.stack(torch.meshgrid(torch.arange(q_size), torch.arange(q_size), indexing="ij")).flatten(1)
-    k = torch.stack(torch.meshgrid(torch.arange(k_size), torch.arange(k_size), indexing="ij")).flatten(1)
+    def grid(n: int) -> torch.Tensor:  # built on CPU even under a meta-device context (index constants)
+        r = torch.arange(n, device="cpu")
+        return torch.stack(torch.meshgrid(r, r, indexing="ij")).flatten(1)
+
+    q, k = grid(q_size), grid(k_size)
     rel = q[:, :, None] - k[:, None, :] + (k_size - 1)  # [2, Nq, Nk], both >= 0
     return rel[0] * (q_size + k_size - 1) + rel[1]
 
@@ -63,13 +66,15 @@ def rolled_key_index(window: int, expand: int) -> torch.Tensor:
     Returns:
         [4 * (window**2 - (window - expand)**2)] int64 indices into the 4 concatenated flattened windows.
     """
-    keep = torch.ones(4, window, window)
     inner = window - expand
-    keep[0, :inner, :inner] = 0  # rolled by (-e, -e): own window sits in the top-left corner
-    keep[1, :inner, expand:] = 0  # rolled by (-e, +e)
-    keep[2, expand:, :inner] = 0  # rolled by (+e, -e)
-    keep[3, expand:, expand:] = 0  # rolled by (+e, +e)
-    return keep.flatten().nonzero().flatten()
+    # own-window corner of each rolled window: rows/cols [:inner] or [expand:]
+    corners = [(range(inner), range(inner)),  # rolled by (-e, -e): own window sits in the top-left corner
+               (range(inner), range(expand, window)),  # rolled by (-e, +e)
+               (range(expand, window), range(inner)),  # rolled by (+e, -e)
+               (range(expand, window), range(expand, window))]  # rolled by (+e, +e)
+    keep = [d * window * window + i * window + j for d, (rows, cols) in enumerate(corners)
+            for i in range(window) for j in range(window) if not (i in rows and j in cols)]
+    return torch.tensor(keep, dtype=torch.long, device="cpu")
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -230,9 +235,9 @@ class CFFMAttention(nn.Module):
             parts.append(table[:, index.reshape(-1)].view(-1, area, index.shape[1]))
         return torch.cat(parts, dim=-1)
 
-    def forward(self, target: torch.Tensor, pooled_target: torch.Tensor,
-                pooled_refs: list[torch.Tensor]) -> torch.Tensor:
-        """Attend from every window of the target.
+    def assemble(self, target: torch.Tensor, pooled_target: torch.Tensor,
+                 pooled_refs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries and the assembled keys/values of every query window of the target.
 
         Args:
             target: normed, padded target map [B, H, W, C] (H, W multiples of the window).
@@ -241,12 +246,12 @@ class CFFMAttention(nn.Module):
                 with s = ``clip_strides``.
 
         Returns:
-            [B * nW, window**2, C] attention outputs per window (after ``proj``).
+            q [B*nW, heads, window**2, hd] (not scaled); k, v [B*nW, heads, N, hd] with N = keys per window
+            (289), in the order own window, rolled neighbours, pooled target, t-9, t-6, t-3; mask [nW, N]
+            (0, or -100 at positions outside the map).
         """
-        b, h, w, c = target.shape
         win, e = self.window, self.expand
         q, k, v = self.qkv(target).chunk(3, dim=-1)  # each [B, H, W, C]
-        q_win = self._heads(window_partition(q, win))  # [B*nW, heads, 49, hd]
         keys, values = [self._heads(window_partition(k, win))], [self._heads(window_partition(v, win))]
         for t, out in ((k, keys), (v, values)):
             rolled = [window_partition(torch.roll(t, shifts=s, dims=(1, 2)), win)
@@ -260,12 +265,25 @@ class CFFMAttention(nn.Module):
             keys.append(pk)
             values.append(pv)
             masks.append(mask)
-        n_win = (h // win) * (w // win)
-        mask = torch.cat([masks[0].expand(n_win, -1), *masks[1:]], dim=1)  # [nW, N]
-        k_all, v_all = torch.cat(keys, dim=2), torch.cat(values, dim=2)  # [B*nW, heads, N, hd]
+        n_win = (target.shape[1] // win) * (target.shape[2] // win)
+        mask = torch.cat([masks[0].expand(n_win, -1), *masks[1:]], dim=1)
+        q_win = self._heads(window_partition(q, win))
+        return q_win, torch.cat(keys, dim=2), torch.cat(values, dim=2), mask
+
+    def forward(self, target: torch.Tensor, pooled_target: torch.Tensor,
+                pooled_refs: list[torch.Tensor]) -> torch.Tensor:
+        """Attend from every window of the target (arguments as in :meth:`assemble`).
+
+        Returns:
+            [B * nW, window**2, C] attention outputs per window (after ``proj``).
+        """
+        b, _, _, c = target.shape
+        win = self.window
+        q_win, k_all, v_all, mask = self.assemble(target, pooled_target, pooled_refs)
+        n_win = mask.shape[0]
         attn = (q_win * self.scale) @ k_all.transpose(-2, -1)  # [B*nW, heads, 49, N]
         attn = attn + self.position_bias().unsqueeze(0)
-        attn = (attn.view(b, n_win, self.num_heads, win * win, -1) + mask[None, :, None, None, :])
+        attn = attn.view(b, n_win, self.num_heads, win * win, -1) + mask[None, :, None, None, :]
         attn = attn.view(b * n_win, self.num_heads, win * win, -1).softmax(dim=-1)
         out = (attn @ v_all).transpose(1, 2).reshape(b * n_win, win * win, c)
         return self.proj(out)
