@@ -69,6 +69,9 @@ def test_panoptic_and_davis_stats(tmp_path):
     make_davis(tmp_path / "davis", videos=2, frames=2)
     d = dataset_stats(tmp_path / "davis")
     assert "categories" not in d and d["instances"]["total"] == 2 + 3
+    make_davis2016(tmp_path / "davis16", videos=2, frames=2)
+    d16 = dataset_stats(tmp_path / "davis16")
+    assert d16["instances"] == {"total": 2, "per_video_mean": 1.0, "per_frame_mean": 1.0}
 
 
 def test_info_cli_table_and_json(tmp_path, capsys):

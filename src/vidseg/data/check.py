@@ -161,31 +161,16 @@ def _davis_mask_check(first_ids: dict[str, set[int]]) -> MaskCheck:
     return check
 
 
-def _davis_single_object(videos: list) -> bool:
-    """True for a DAVIS 2016 package (greyscale binary masks)."""
-    from PIL import Image
-
-    for video in videos:
-        for mask in video.masks:
-            if mask is not None:
-                try:
-                    with Image.open(mask) as img:
-                        return img.mode in ("L", "1")
-                except OSError:
-                    continue
-    return False
-
-
 def _check_davis(root: Path, report: CheckReport, progress: bool) -> None:
     from dataclasses import replace
 
-    from vidseg.data.davis import _names_from_imageset, scan_davis
+    from vidseg.data.davis import _names_from_imageset, masks_are_binary, scan_davis
 
     resolutions = list_dirs(root / "JPEGImages") or ["480p"]
     for res in resolutions:
         videos, problems = scan_davis(root, 2017, None, res)
         report.problems += problems
-        single = _davis_single_object(videos)
+        single = masks_are_binary(videos)
         videos = [replace(v, single_object=single) for v in videos]
         _run_videos(videos, _davis_mask_check({}), report, progress)
     available = set(list_dirs(root / "JPEGImages" / resolutions[0]))

@@ -99,6 +99,22 @@ class DAVISVideo(VideoRecord):
         return [int(v) for v in ids if v not in (0, VOID)]
 
 
+def masks_are_binary(videos: list[DAVISVideo]) -> bool:
+    """True when the first readable annotation is greyscale: a DAVIS 2016 package (single object)."""
+    from PIL import Image
+
+    for video in videos:
+        for mask in video.masks:
+            if mask is None:
+                continue
+            try:
+                with Image.open(mask) as img:
+                    return img.mode in ("L", "1")
+            except OSError:
+                continue
+    return False
+
+
 def _names_from_imageset(path: Path) -> list[str]:
     """Sequence names of an ImageSets file: plain names (2017) or frame path pairs (2016 package)."""
     names: list[str] = []

@@ -54,9 +54,13 @@ def _open(path: Path, layout: str) -> tuple[list, FrameLabels]:
         from vidseg.data.vipseg import VIPSeg720Dataset
 
         return list(VIPSeg720Dataset(path)), _vipseg_720_labels
-    from vidseg.data.davis import DAVISDataset
+    from dataclasses import replace
 
-    return list(DAVISDataset(path, split=None)), _davis_labels
+    from vidseg.data.davis import DAVISDataset, masks_are_binary
+
+    videos = list(DAVISDataset(path, split=None))
+    single = masks_are_binary(videos)  # a DAVIS 2016 package
+    return [replace(v, single_object=single) for v in videos], _davis_labels
 
 
 def _summary(values: list[float]) -> dict[str, float]:
