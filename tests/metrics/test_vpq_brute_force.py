@@ -26,7 +26,7 @@ def _frame_json(id_map, id_cat, crowd=(), drop=()):
             for i, c in zip(ids, counts, strict=True) if i != 0 and int(i) not in drop]
 
 
-def random_video(rng, n_frames, h, w, n_gt, n_pred, p_void, noise, crowd_prob=0.0):
+def random_video(rng, n_frames, h, w, n_gt, n_pred, p_void, noise, crowd_prob=0.0, p_drop=0.0):
     """A random video: GT segments with fixed categories, a prediction correlated with the GT."""
     gt_ids = rng.choice(np.arange(1, 60), size=n_gt, replace=False)
     gt_cat = {int(i): int(rng.integers(0, 5)) for i in gt_ids}
@@ -45,7 +45,8 @@ def random_video(rng, n_frames, h, w, n_gt, n_pred, p_void, noise, crowd_prob=0.
         pred = np.vectorize(lambda v: mapping.get(int(v), 0), otypes=[np.int64])(gt) if gt.size else gt.copy()
         flip = rng.random((h, w)) < noise
         pred[flip] = rng.choice(np.append(pred_ids, 0), size=int(flip.sum()))
-        frames.append((gt, pred, _frame_json(gt, gt_cat, crowd), _frame_json(pred, pred_cat)))
+        drop = {int(g) for g in gt_ids if rng.random() < p_drop}  # GT PNG ids the JSON does not list
+        frames.append((gt, pred, _frame_json(gt, gt_cat, crowd, drop), _frame_json(pred, pred_cat)))
     return frames
 
 
@@ -93,13 +94,14 @@ video_params = st.fixed_dictionaries({
     "p_void": st.sampled_from([0.0, 0.1, 0.5, 1.0]),
     "noise": st.sampled_from([0.0, 0.1, 0.3, 0.8]),
     "crowd": st.sampled_from([0.0, 0.0, 0.3]),
+    "drop": st.sampled_from([0.0, 0.0, 0.2]),
 })
 
 
 def _videos(p):
     rng = np.random.default_rng(p["seed"])
     return [random_video(rng, int(rng.integers(1, p["n_frames"] + 1)), p["h"], p["w"], p["n_gt"], p["n_pred"],
-                         p["p_void"], p["noise"], p["crowd"]) for _ in range(p["n_videos"])]
+                         p["p_void"], p["noise"], p["crowd"], p["drop"]) for _ in range(p["n_videos"])]
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -118,14 +120,14 @@ def test_official_matches_brute_force_many(p):
 @settings(max_examples=20, deadline=None)
 @given(video_params, st.sampled_from(["official", "strict"]))
 def test_short_videos_whole_and_strict_match_brute_force(p, protocol):
-    p = dict(p, crowd=0.0)
+    p = dict(p, crowd=0.0, drop=0.0)
     check_against_brute_force(_videos(p), short_videos="whole", protocol=protocol)
 
 
 @settings(max_examples=20, deadline=None)
 @given(video_params)
 def test_relabelling_ids_changes_nothing(p):
-    p = dict(p, crowd=0.0)
+    p = dict(p, crowd=0.0, drop=0.0)
     videos = _videos(p)
     rng = np.random.default_rng(p["seed"] + 1)
     perm_gt = {i: int(v) for i, v in zip(range(1, 60), rng.permutation(np.arange(1000, 1059)), strict=True)}
@@ -151,7 +153,7 @@ def test_relabelling_ids_changes_nothing(p):
 @settings(max_examples=20, deadline=None)
 @given(video_params)
 def test_perfect_prediction_scores_one(p):
-    videos = [[(g, g, gs, [dict(s) for s in gs]) for g, _, gs, _ in frames] for frames in _videos(dict(p, crowd=0.0))]
+    videos = [[(g, g, gs, [dict(s) for s in gs]) for g, _, gs, _ in frames] for frames in _videos(dict(p, crowd=0.0, drop=0.0))]
     res = fast_eval(videos, "strict").evaluate()
     for k in KS:
         v = res["VPQ"][str(k)]["all"]
