@@ -118,8 +118,8 @@ def _check_vipseg_raw(root: Path, report: CheckReport, progress: bool) -> None:
 
 def _check_720_mask(video, index: int) -> tuple[int, int]:
     ids = video.load_rgb_ids(index)
-    video.check_segments(index, ids)
     uniq, counts = np.unique(ids, return_counts=True)
+    video.check_segments(index, set(uniq.tolist()))
     png_area = dict(zip(uniq.tolist(), counts.tolist(), strict=True))
     wrong = [(sid, area, png_area[sid]) for sid, area in video.areas[index].items()
              if area is not None and area != png_area.get(sid)]

@@ -24,7 +24,6 @@ from vidseg.data.vipseg import JSON_NAME, raw_category, read_raw_panomask, scan_
 from vidseg.data.vspw import read_raw_mask, scan_vspw, write_raw_mask
 from vidseg.errors import DataError
 from vidseg.fileio import atomic_path, read_image, write_text_atomic
-from vidseg.structures import rgb2id
 
 PARTIAL_DIR = ".vidseg-partial"  # per-video JSON fragments of an unfinished VIPSeg conversion
 COLOR_JITTER = 30  # thing colours are drawn within +-30 of the category colour (panopticapi's rule)
@@ -192,12 +191,17 @@ def video_rng(seed: int, video: str) -> np.random.Generator:
 
 
 def _frame_segments(raw: np.ndarray, path: Path, assigner: SegmentIdAssigner,
-                    colors: dict[int, tuple[int, int, int]]) -> tuple[np.ndarray, dict[int, int]]:
-    """RGB-id image uint8 [H, W, 3] of one raw panomask and its segments {id: category}."""
-    rgb = np.zeros(raw.shape + (3,), np.uint8)
+                    colors: dict[int, tuple[int, int, int]]) -> tuple[np.ndarray, dict[int, int], dict[int, int]]:
+    """RGB-id image uint8 [H, W, 3] of one raw panomask, its segments {id: category} and areas {id: pixels}.
+
+    Areas are the pixel counts of the RGB image returned (which is written losslessly as the PNG); two raw
+    values that map to one id (stuff stored with an instance number) merge, as in the official script.
+    """
+    counts = np.bincount(raw.ravel())  # raw values are < 2**16: a lookup table beats per-value masks
+    lut = np.zeros((counts.size, 3), np.uint8)
     segments: dict[int, int] = {}
-    for value in np.unique(raw):
-        value = int(value)
+    areas: dict[int, int] = {}
+    for value in np.flatnonzero(counts).tolist():
         if value == 0:
             continue
         cat = int(raw_category(np.array(value)))
@@ -205,10 +209,11 @@ def _frame_segments(raw: np.ndarray, path: Path, assigner: SegmentIdAssigner,
             raise DataError(path, f"panomask value {value} decodes to category {cat + 1} outside 1..124")
         if value not in colors:  # the same raw value keeps its id across the frames of the video
             colors[value] = assigner.color(cat)
-        color = colors[value]
-        rgb[raw == value] = color
-        segments[int(rgb2id(np.array([[color]], np.uint8))[0, 0])] = cat
-    return rgb, segments
+        lut[value] = colors[value]
+        sid = colors[value][0] + 256 * colors[value][1] + 65536 * colors[value][2]
+        segments[sid] = cat
+        areas[sid] = areas.get(sid, 0) + int(counts[value])
+    return lut[raw], segments, areas
 
 
 def _convert_vipseg_video(video, out: Path, seed: int, height: int, bar) -> dict:
@@ -222,12 +227,10 @@ def _convert_vipseg_video(video, out: Path, seed: int, height: int, bar) -> dict
         check_same_size(frame, rgb.shape[:2], mask, raw.shape)
         size = resized_size(rgb.shape[1], rgb.shape[0], height)
         raw = _resize(raw.astype(np.uint16), size, nearest=True)
-        ids_rgb, segments = _frame_segments(raw, mask, assigner, colors)
+        ids_rgb, segments, area = _frame_segments(raw, mask, assigner, colors)
         _save_jpeg(out / "images" / video.name / frame.name, _resize(rgb, size, nearest=False))
         write_raw_panomask(out / "panomasks" / video.name / mask.name, raw)
         _save_rgb_png(out / "panomasksRGB" / video.name / mask.name, ids_rgb)
-        ids, counts = np.unique(rgb2id(ids_rgb), return_counts=True)  # areas of the PNG just written
-        area = dict(zip(ids.tolist(), counts.tolist(), strict=True))
         infos = [{"id": sid, "category_id": cat, "iscrowd": 0, "area": int(area[sid])} for sid, cat in segments.items()]
         images.append({"id": mask.stem, "width": size[0], "height": size[1], "file_name": mask.name})
         annotations.append({"image_id": mask.stem, "file_name": mask.name, "segments_info": infos})

@@ -223,9 +223,9 @@ class VIPSeg720Video(VideoRecord):
             raise DataError(path, "panomasksRGB PNG must be RGB (id = R + 256 G + 65536 B)")
         return rgb2id(arr)
 
-    def check_segments(self, index: int, ids: np.ndarray) -> None:
-        """DataError if the PNG ids and the JSON segments of frame ``index`` differ (either way)."""
-        in_png = {int(v) for v in np.unique(ids)} - {0}
+    def check_segments(self, index: int, png_ids: set[int]) -> None:
+        """DataError if the ids present in the PNG and the JSON segments of frame ``index`` differ (either way)."""
+        in_png = set(png_ids) - {0}
         in_json = set(self.segments[index])
         if in_png - in_json:
             raise DataError(self.mask_path(index), f"segment ids {sorted(in_png - in_json)[:5]} in the PNG are "
@@ -237,8 +237,8 @@ class VIPSeg720Video(VideoRecord):
     def load_panoptic(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(category uint8 [H, W] with 255 void, instance int32 [H, W]) of frame ``index``."""
         ids = self.load_rgb_ids(index)
-        self.check_segments(index, ids)
         uniq, inverse = np.unique(ids, return_inverse=True)
+        self.check_segments(index, set(uniq.tolist()))
         seg = self.segments[index]
         cats = np.array([IGNORE_LABEL if u == 0 else seg[int(u)] for u in uniq], dtype=np.uint8)
         insts = np.array([0 if u == 0 else self.instance_of.get(int(u), 0) for u in uniq], dtype=np.int32)
