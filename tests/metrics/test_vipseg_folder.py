@@ -198,3 +198,21 @@ def test_strict_checks_gt_areas_and_official_uses_json_areas(tmp_path):
         evaluate_vipseg_folder(**_args(paths), protocol="strict", progress=False)
     res = evaluate_vipseg_folder(**_args(paths), progress=False)  # official: JSON area silently used
     assert not math.isnan(res["VPQ"]["1"]["all"])
+
+
+def test_stq_crowd_quirk_official_vs_strict():
+    # the first segment listed in the video's JSON gets instance 0; for a thing that means crowd (official)
+    g = np.full((4, 4), 5)
+    p = np.full((4, 4), 9)
+    gs = [{"id": 5, "category_id": 1, "iscrowd": 0, "area": 16}]
+    ps = [{"id": 9, "category_id": 1}]
+    results = {}
+    for protocol in ("official", "strict"):
+        ev = VIPSegEvaluator(categories=CATS, ks=(1,), protocol=protocol)
+        ev.process_arrays("v", [g, g], [p, p], [gs, gs], [ps, ps])
+        results[protocol] = ev.evaluate()
+    assert results["official"]["AQ"] == 0.0 and results["official"]["per_sequence"][0]["AQ"] == 0.0
+    assert results["strict"]["AQ"] == pytest.approx(1.0)
+    for r in results.values():
+        assert r["SQ"] == pytest.approx(1.0)
+        assert r["VPQ"]["1"]["all"] == pytest.approx(1.0)
