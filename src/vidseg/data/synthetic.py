@@ -340,12 +340,25 @@ def vipseg_instance_lut(plan: VideoPlan) -> np.ndarray:
     return lut
 
 
+_STUFF_RAW = np.arange(1, 257, dtype=np.uint16)  # library category -> raw VIPSeg value (stuff rule)
+_STUFF_RAW[255] = 0  # ignore -> void
+
+
 def vipseg_raw_mask(frame: SynthFrame, lut: np.ndarray) -> np.ndarray:
-    """VIPSeg raw panomask uint16 [H, W]: stuff category+1, things category*100+instance, 0 void/others."""
-    sem = frame.semantic.astype(np.uint16)
-    raw = np.where(frame.semantic == IGNORE, np.uint16(0), sem + np.uint16(1)).astype(np.uint16)
-    things = frame.instance > 0
-    raw[things] = lut[frame.instance[things]]
+    """VIPSeg raw panomask uint16 [H, W]: stuff category+1, things category*100+instance, 0 void/others.
+
+    Args:
+        frame: a drawn frame.
+        lut: track id -> raw value from :func:`vipseg_instance_lut` (at most 255 tracks).
+    """
+    import cv2  # 8-bit table lookups (cv2.LUT) are several times faster than numpy fancy indexing
+
+    raw = cv2.LUT(frame.semantic, _STUFF_RAW)
+    inst = frame.instance.astype(np.uint8)
+    if inst.any():
+        table = np.zeros(256, dtype=np.uint16)
+        table[: len(lut)] = lut
+        np.copyto(raw, cv2.LUT(inst, table), where=inst > 0)
     return raw
 
 
@@ -420,15 +433,27 @@ def split_videos(names: Sequence[str], val_fraction: float, test_fraction: float
 
 
 def _save_jpeg(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
+    """Encode RGB [H, W, 3] as JPEG (quality 90, 4:2:0) with OpenCV's libjpeg-turbo (2x faster than Pillow)."""
+    import cv2
 
-    Image.fromarray(image, "RGB").save(path, format="JPEG", quality=90)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:  # pragma: no cover - encoding a valid uint8 array does not fail
+        raise DataError(path, "JPEG encoding failed")
+    path.write_bytes(buf.tobytes())
 
 
 def _save_png(path: Path, array: np.ndarray, palette: np.ndarray | None = None) -> None:
     """Save a mask: uint8 -> mode L (or P when a palette is given), uint16 -> 16-bit grey (I;16)."""
     from PIL import Image
 
+    if array.dtype == np.uint16:  # OpenCV writes 16-bit grey PNGs ~1.6x faster than Pillow (same pixels)
+        import cv2
+
+        ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:  # pragma: no cover
+            raise DataError(path, "PNG encoding failed")
+        path.write_bytes(buf.tobytes())
+        return
     img = Image.fromarray(array)
     if palette is not None:
         img.putpalette(palette.reshape(-1).tolist())  # turns the L image into P with raw indices
