@@ -118,3 +118,18 @@ def test_720_category_out_of_range(tmp_path):
     (tmp_path / "panoptic_gt_VIPSeg.json").write_text(json.dumps(data))
     with pytest.raises(DataError, match="category 124 outside 0..123"):
         VIPSeg720Dataset(tmp_path)
+
+
+def test_raw_encoding_round_trip_random():
+    from vidseg.categories import vipseg_categories
+
+    is_thing = np.array([c.isthing for c in vipseg_categories()])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        cat = rng.integers(0, 124, size=(8, 9))
+        inst = np.where(is_thing[cat], rng.integers(1, 101, size=cat.shape), 0)
+        cat = np.where(rng.random(cat.shape) < 0.1, 255, cat)
+        inst = np.where(cat == 255, 0, inst)
+        raw = panoptic_to_vipseg_raw(cat, inst)
+        c2, i2 = vipseg_raw_to_panoptic(raw)
+        assert np.array_equal(c2, cat) and np.array_equal(i2, inst)
