@@ -13,9 +13,12 @@ Conventions (see DESIGN.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported lazily so that `import vidseg` (and metric workers) stay light
+    import torch
 
 IGNORE_LABEL = 255
 DEFAULT_LABEL_DIVISOR = 1000
@@ -77,6 +80,8 @@ class ClipBatch:
     @classmethod
     def collate(cls, clips: list[Clip]) -> ClipBatch:
         """Stack clips of equal shape into a batch."""
+        import torch
+
         if not clips:
             raise ValueError("cannot collate an empty list of clips")
         shapes = {tuple(c.frames.shape) for c in clips}
