@@ -86,7 +86,7 @@ def test_stateful_model_reset_per_video_and_equal_to_recompute():
 def test_cache_is_bounded_independent_of_length(mode, offline, bound):
     model = ToySegmenter(cffm_like=offline is None, offline_support_offsets=offline, width=2)
     peaks = []
-    for n in (30, 300):
+    for n in (30, 120):
         predictor = VideoPredictor(model, mode=mode)
         count = sum(1 for _ in predictor.predict(_video(n, 8, 8)))
         assert count == n
