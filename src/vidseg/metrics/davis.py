@@ -13,6 +13,8 @@ overlapping decay bins. The fast paths compute exactly the same numbers:
 
 from __future__ import annotations
 
+import functools
+import math
 import warnings
 from typing import Any
 
@@ -201,10 +203,114 @@ def db_statistics(values: np.ndarray, protocol: str = "official") -> tuple[float
 def _pair_counts(gt: np.ndarray, res: np.ndarray, n_gt: int, n_res: int, void: np.ndarray | None):
     """Joint histogram table[g, p] of object ids (0 = background), void pixels dropped."""
     k = n_res + 1
+    if gt.dtype == np.uint8 and res.dtype == np.uint8 and gt.size < 2**24:
+        import cv2
+
+        mask = None if void is None else (~void).view(np.uint8)
+        h = cv2.calcHist([gt, res], [0, 1], mask, [n_gt + 1, k], [0, n_gt + 1, 0, k])
+        return h.astype(np.int64)
     idx = gt.astype(np.int64) * k + res
     if void is not None:
         idx = idx[~void]
     return np.bincount(idx.ravel(), minlength=(n_gt + 1) * k)[: (n_gt + 1) * k].reshape(n_gt + 1, k)
+
+
+class LabelBoundaries:
+    """BSDS boundaries of every object of a label map, from one pass over the frame.
+
+    A pixel can be on the boundary of object i only where its label differs from its E, S or SE
+    neighbour; those pixels are few, so they are listed once and each object's boundary
+    (``seg2bmap(L == i)``, same border rules) is selected among them.
+
+    Args:
+        labels: [H, W] integer label map (void already set to 0).
+    """
+
+    def __init__(self, labels: np.ndarray) -> None:
+        h, w = labels.shape
+        self.shape = (h, w)
+        small = labels.dtype == np.uint8 and (labels.size == 0 or int(labels.max()) < 255)
+        lab = labels if small else labels.astype(np.int32)
+        sentinel = 255 if small else -1  # outside the image: the zero fill of seg2bmap
+        pad = np.full((h + 1, w + 1), sentinel, lab.dtype)
+        pad[:h, :w] = lab
+        e, s, se = pad[:h, 1:], pad[1:, :w], pad[1:, 1:]
+        cand = (lab != e) | (lab != s) | (lab != se)
+        # last row compares E only, last column S only, the corner nothing
+        cand[-1, :] = lab[-1, :] != e[-1, :]
+        cand[:, -1] = lab[:, -1] != s[:, -1]
+        cand[-1, -1] = False
+        flat = np.flatnonzero(cand)  # much faster than 2-D np.nonzero
+        ys, xs = np.divmod(flat, w)
+        self.ys, self.xs = ys, xs
+        lp = lab[ys, xs]
+        le, ls, lse = e[ys, xs], s[ys, xs], se[ys, xs]
+        last_row, last_col = ys == h - 1, xs == w - 1
+        ls = np.where(last_row, lp, ls)
+        lse = np.where(last_row | last_col, lp, lse)
+        le = np.where(last_col, lp, le)
+        self.lp, self.le, self.ls, self.lse = lp, le, ls, lse
+
+    def points(self, i: int) -> np.ndarray:
+        """[N, 2] (y, x) boundary pixels of object ``i``."""
+        a = self.lp == i
+        b = (a != (self.le == i)) | (a != (self.ls == i)) | (a != (self.lse == i))
+        return np.stack([self.ys[b], self.xs[b]], 1)
+
+
+@functools.cache
+def disk_rectangles(r: int) -> tuple[tuple[int, int], ...]:
+    """The disk X^2 + Y^2 <= r^2 as a union of centred rectangles (half-width, half-height).
+
+    Row |dy| of the disk spans |dx| <= isqrt(r^2 - dy^2); the rectangle of half-height dy and that
+    half-width lies inside the disk, and keeping only the widest one per width gives a small exact cover.
+    """
+    half = [math.isqrt(r * r - dy * dy) for dy in range(r + 1)]
+    return tuple((half[dy], dy) for dy in range(r + 1) if dy == r or half[dy + 1] < half[dy])
+
+
+def _count_within(src: np.ndarray, ref: np.ndarray, r: int) -> int:
+    """Number of points of ``src`` with a point of ``ref`` at squared distance <= r^2.
+
+    Equals counting ``src`` pixels inside ``cv2.dilate(ref, disk(r))``: the disk is an exact union of
+    a few rectangles (:func:`disk_rectangles`) and each rectangle is tested with 4 reads of an
+    integral image of the ref pixels over the window around ``src``.
+    """
+    import cv2
+
+    if len(src) == 0 or len(ref) == 0:
+        return 0
+    y0, x0 = int(src[:, 0].min()) - r, int(src[:, 1].min()) - r
+    y1, x1 = int(src[:, 0].max()) + r + 1, int(src[:, 1].max()) + r + 1
+    keep = (ref[:, 0] >= y0) & (ref[:, 0] < y1) & (ref[:, 1] >= x0) & (ref[:, 1] < x1)
+    if not keep.any():
+        return 0
+    grid = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    grid[ref[keep, 0] - y0, ref[keep, 1] - x0] = 1
+    integral = cv2.integral(grid)  # [hh + 1, ww + 1] int32
+    py, px = src[:, 0] - y0, src[:, 1] - x0  # >= r from the window edges
+    hit = np.zeros(len(src), bool)
+    for w, h in disk_rectangles(r):
+        top, bot, left, right = py - h, py + h + 1, px - w, px + w + 1
+        total = integral[bot, right] - integral[top, right] - integral[bot, left] + integral[top, left]
+        hit |= total > 0
+    return int(np.count_nonzero(hit))
+
+
+def _f_points(fg: np.ndarray, gt: np.ndarray, r: int) -> float:
+    n_fg, n_gt = len(fg), len(gt)
+    if n_fg == 0 and n_gt > 0:
+        precision, recall = 1.0, 0.0
+    elif n_fg > 0 and n_gt == 0:
+        precision, recall = 0.0, 1.0
+    elif n_fg == 0 and n_gt == 0:
+        precision, recall = 1.0, 1.0
+    else:
+        precision = _count_within(fg, gt, r) / float(n_fg)
+        recall = _count_within(gt, fg, r) / float(n_gt)
+    if precision + recall == 0:
+        return 0.0
+    return 2 * precision * recall / (precision + recall)
 
 
 def frame_scores(gt: np.ndarray, res: np.ndarray, n_gt: int, n_res: int, *, void: np.ndarray | None = None,
@@ -228,18 +334,17 @@ def frame_scores(gt: np.ndarray, res: np.ndarray, n_gt: int, n_res: int, *, void
     with np.errstate(divide="ignore", invalid="ignore"):
         j = np.where(union == 0, 1.0, inter / np.where(union == 0, 1, union))
     r = bound_pixels(gt.shape, bound_th)
-    kernel = disk(r)
-    gmask = gt if void is None else np.where(void, 0, gt)
-    rmask = res if void is None else np.where(void, 0, res)
-    gb = [Boundary(gmask == i) for i in range(1, n_gt + 1)]
+    gb = LabelBoundaries(gt if void is None else np.where(void, 0, gt))
+    rb = LabelBoundaries(res if void is None else np.where(void, 0, res))
+    gpts = [gb.points(i) for i in range(1, n_gt + 1)]
     if pairs == "diagonal":
-        f = np.array([f_from_boundaries(Boundary(rmask == i), gb[i - 1], r, kernel) for i in range(1, n_gt + 1)])
-        return np.diag(j).copy() if n_gt else np.zeros(0), f
+        f = np.array([_f_points(rb.points(i), gpts[i - 1], r) for i in range(1, n_gt + 1)])
+        return (np.diag(j).copy() if n_gt else np.zeros(0)), f
     f = np.zeros((n_res, n_gt))
     for p in range(1, n_res + 1):
-        pb = Boundary(rmask == p)
+        ppts = rb.points(p)
         for g in range(n_gt):
-            f[p - 1, g] = f_from_boundaries(pb, gb[g], r, kernel)
+            f[p - 1, g] = _f_points(ppts, gpts[g], r)
     return j, f
 
 
@@ -317,11 +422,10 @@ class DAVISEvaluator(Evaluator):
 
 def _prepare_gt(gt: np.ndarray, n_gt: int, task: str, binary: bool) -> tuple[np.ndarray, np.ndarray | None]:
     void = gt == 255 if task == "unsupervised" else None
-    g = gt.astype(np.int64)
     if binary:
-        g = ((g != 0) & (g != 255)).astype(np.int64)
-    else:
-        g[(g > n_gt) | (g == 255)] = 0  # ids absent from the first frame and void are background
+        return ((gt != 0) & (gt != 255)).view(np.uint8), void
+    g = gt.astype(np.uint8) if gt.dtype != np.uint8 and gt.max() <= 255 else gt.copy()
+    g[(g > n_gt) | (g == 255)] = 0  # ids absent from the first frame and void are background
     return g, void
 
 
@@ -331,8 +435,10 @@ def _prepare_res(res: np.ndarray, name: str, gt_shape: tuple, binary: bool) -> n
     if res.shape != gt_shape:
         raise DataError(name, f"result size {res.shape[::-1]} differs from ground truth {gt_shape[::-1]} (W, H)")
     if binary:
-        return (res > 0).astype(np.int64)
-    return res.astype(np.int64)
+        return (res > 0).view(np.uint8)
+    if res.dtype != np.uint8 and res.size and res.min() >= 0 and res.max() <= 255:
+        return res.astype(np.uint8)
+    return res
 
 
 def score_sequence(gt_frames: list[np.ndarray], res_frames: list[np.ndarray | None], task: str,

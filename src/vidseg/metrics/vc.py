@@ -50,8 +50,9 @@ class VCVideoAccumulator:
     def add(self, gt: np.ndarray, pred: np.ndarray) -> None:
         """Add the next frame. gt, pred: [H, W] label maps of the same size as the previous frames."""
         if self._prev is None:
-            self._run_gt = np.ones(gt.shape, np.uint16)
-            self._run_pr = np.ones(pred.shape, np.uint16)
+            dtype = np.uint8 if self._cap < 255 else np.uint16
+            self._run_gt = np.ones(gt.shape, dtype)
+            self._run_pr = np.ones(pred.shape, dtype)
         else:
             if gt.shape != self._prev[0].shape:
                 raise DataError("VC", f"frame {self.num_frames} has size {gt.shape}, previous {self._prev[0].shape}")

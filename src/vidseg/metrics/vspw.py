@@ -47,7 +47,11 @@ def shift_vspw_gt(raw: np.ndarray) -> np.ndarray:
         [H, W] uint8 with classes 0..123 and 255 = ignore (raw values 125..254 become 124..253, which
         the confusion matrix ignores as the official ``gt < 124`` mask does).
     """
-    return _SHIFT_LUT[raw]
+    if raw.dtype == np.uint8:
+        import cv2
+
+        return cv2.LUT(raw, _SHIFT_LUT)
+    return _SHIFT_LUT[np.clip(raw, 0, 255)]
 
 
 class VSPWEvaluator(Evaluator):
