@@ -209,3 +209,54 @@ def test_class_choice_is_configurable():
 def test_bad_config_is_a_config_error(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         plan_video(SIZE, 2, 0, config=SynthConfig(**kwargs))
+
+
+def test_clip_matches_frames():
+    video = SyntheticVideo(SIZE, 10, seed=0)
+    clip = video.clip([1, 4, 7])
+    assert tuple(clip.frames.shape) == (3, 3, *SIZE) and clip.frame_indices == (1, 4, 7)
+    assert np.allclose(clip.frames[2].permute(1, 2, 0).numpy() * 255, video[7].image, atol=1e-3)
+    assert np.array_equal(clip.labels[0].numpy(), video[1].semantic)
+
+
+def _features(image: np.ndarray) -> np.ndarray:
+    """Per-pixel colour and local texture energy (7x7 mean and standard deviation per channel)."""
+    import cv2
+
+    img = image.astype(np.float32)
+    mean = cv2.blur(img, (7, 7))
+    std = np.sqrt(np.maximum(cv2.blur(img * img, (7, 7)) - mean * mean, 0))
+    return np.concatenate([mean, std], axis=-1).reshape(-1, 6)
+
+
+def test_classes_are_separable_and_degraded_frames_are_harder():
+    """A nearest-centroid classifier on colour + texture energy, fit on clean frames, labels clean frames well
+    above chance, and does clearly worse on degraded frames (so context from other frames has work to do)."""
+    size, frames = (64, 112), 8
+    clean = SynthConfig(degrade_prob=0.0, others_prob=0.0, void_prob=0.0)
+    dirty = SynthConfig(degrade_prob=1.0, others_prob=0.0, void_prob=0.0)
+    feats, labels = [], []
+    for i in range(6):
+        for f in SyntheticVideo(size, frames, seed=21, index=i, config=clean):
+            feats.append(_features(f.image))
+            labels.append(f.semantic.reshape(-1))
+    x, y = np.concatenate(feats), np.concatenate(labels)
+    classes = np.unique(y)
+    centroids = np.stack([x[y == c].mean(axis=0) for c in classes])
+    scale = x.std(axis=0) + 1e-6
+
+    def accuracy(config, index):
+        hits = total = 0
+        for f in SyntheticVideo(size, frames, seed=22, index=index, config=config):
+            if config is dirty and f.index == 0:
+                continue
+            fx = _features(f.image) / scale
+            pred = classes[np.argmin(((fx[:, None, :] - centroids[None] / scale) ** 2).sum(-1), axis=1)]
+            hits += int((pred == f.semantic.reshape(-1)).sum())
+            total += f.semantic.size
+        return hits / total
+
+    acc_clean = np.mean([accuracy(clean, i) for i in range(3)])
+    acc_dirty = np.mean([accuracy(dirty, i) for i in range(3)])
+    assert acc_clean > 0.6, acc_clean  # chance with ~11 classes is ~0.1-0.3
+    assert acc_dirty < acc_clean - 0.1, (acc_clean, acc_dirty)

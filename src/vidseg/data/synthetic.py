@@ -298,6 +298,22 @@ class SyntheticVideo:
         """(x, y, zoom) of the camera at frame t."""
         return camera_at(self.plan, t)
 
+    def clip(self, indices: Sequence[int]):
+        """Frames ``indices`` as a :class:`vidseg.structures.Clip` (past to present, target last).
+
+        Returns:
+            Clip with frames float32 [T, 3, H, W] in 0..1 and labels int64 [T, H, W] (255 = ignore).
+        """
+        import torch
+
+        from vidseg.structures import Clip
+
+        frames = [self[int(t)] for t in indices]
+        images = torch.from_numpy(np.stack([f.image for f in frames])).permute(0, 3, 1, 2).float() / 255.0
+        labels = torch.from_numpy(np.stack([f.semantic for f in frames]).astype(np.int64))
+        return Clip(frames=images, labels=labels, frame_indices=tuple(int(t) for t in indices),
+                    video=video_name("vspw", self.index))
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All frames at once: images uint8 [T, H, W, 3], semantic uint8 [T, H, W], instance int32 [T, H, W]."""
         frames = list(self)
