@@ -115,7 +115,39 @@ def _torchrun(nproc: int, out: Path, iters: int, batch: int) -> dict:
     return torch.load(out / "final_weights.pt", weights_only=True)
 
 
+def _forked_rank(rank: int, out: str, port: int) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from vidseg.engine.distributed import shutdown_distributed
+
+    try:
+        _, model = train_toy(out, 3, dropout=0.0, checkpoint_every=0)
+        if rank == 0:
+            torch.save(model.state_dict(), f"{out}/final_weights.pt")
+    finally:
+        shutdown_distributed()
+
+
+def test_two_forked_processes_equal_one_process(tmp_path: Path) -> None:
+    """Fast variant: 2 gloo processes forked from the test (no interpreter start-up), same global batch."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_forked_rank, args=(str(tmp_path / "two"), port), nprocs=2, start_method="fork")
+    two = torch.load(tmp_path / "two" / "final_weights.pt", weights_only=True)
+    _, one = train_toy(tmp_path / "one", 3, dropout=0.0, checkpoint_every=0)
+    for k, v in one.state_dict().items():
+        assert torch.allclose(v, two[k], atol=1e-5, rtol=1e-4), k
+
+
+@pytest.mark.slow
 def test_two_process_ddp_equals_one_process(tmp_path: Path) -> None:
+    """``torchrun --nproc_per_node 2`` (real launcher, gloo) against ``--nproc_per_node 1``."""
     one = _torchrun(1, tmp_path / "one", 3, 4)
     two = _torchrun(2, tmp_path / "two", 3, 4)
     for k, v in one.items():

@@ -85,8 +85,9 @@ class StepSampler(torch.utils.data.Sampler):
 class SeededDataset(Dataset):
     """Wraps a map-style dataset so that item ``(index, seed)`` is drawn under that seed.
 
-    If the wrapped dataset has ``get(index, rng)`` (``rng`` a ``numpy.random.Generator``) it is called;
-    otherwise Python's, numpy's and torch's global generators are seeded for the call and restored afterwards,
+    If the wrapped dataset has ``get(index, rng)`` (``rng`` a ``numpy.random.Generator``) it is called; if it
+    has ``set_epoch`` (:class:`vidseg.data.dataset.ClipDataset`, whose item ``i`` draws from
+    ``default_rng([seed, epoch, i])``) the seed is passed as the epoch; otherwise Python's, numpy's and torch's global generators are seeded for the call and restored afterwards,
     so loading data never disturbs the training process's random state.
     """
 
@@ -100,6 +101,9 @@ class SeededDataset(Dataset):
         index, seed = item
         if hasattr(self.dataset, "get"):
             return self.dataset.get(index, np.random.default_rng(seed))
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(seed)
+            return self.dataset[index]
         py, npy = random.getstate(), np.random.get_state()
         try:
             random.seed(seed)

@@ -1,0 +1,268 @@
+"""Turn a :class:`vidseg.config.TrainConfig` into a model, datasets and an evaluation function.
+
+This is the only place that knows how recipes map onto the library's pieces:
+
+* the model comes from the registry (``vidseg.models.build``) with ``model.kwargs`` and the loss weights;
+* the training clips come from :class:`vidseg.data.dataset.ClipDataset` over the VSPW reader's videos
+  (plus pseudo-labelled videos for STSC), with the method's clip sampler and a pipeline built from the
+  transforms of :mod:`vidseg.data.transforms` sized by the config;
+* evaluation streams every validation video through :class:`vidseg.inference.VideoPredictor` into
+  :class:`vidseg.metrics.vspw.VSPWEvaluator` (mIoU, WIoU, mVC8, mVC16) and optionally TC with OpenCV DIS flow.
+
+``smoke: true`` shrinks a recipe so it runs in seconds on a CPU (see :func:`apply_smoke`).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidseg.config import TrainConfig
+from vidseg.errors import ConfigError
+
+# loss-config field -> builder keyword names that carry it
+_LOSS_KWARGS = {
+    "aux_weight": ("aux_weight", "deep_sup_scale"),
+    "stcl_weight": ("stcl_weight",),
+    "frame_weight": ("frame_weight",),
+    "target_weight": ("target_weight", "ce_weight"),
+}
+# weights built into a model's ``losses`` (no builder keyword): recipes may state them, not change them
+_BUILT_IN_WEIGHTS = {
+    "build_cffm": {"frame_weight": 0.5, "target_weight": 1.0},
+    "build_segformer": {"target_weight": 1.0},
+    "build_baseline": {"target_weight": 1.0},
+    "build_tcb": {"target_weight": 1.0},
+    "build_stsc": {"target_weight": 1.0},
+}
+
+
+def model_family(name: str) -> str:
+    """``cffm``, ``tcb``, ``stsc`` or ``image`` (decides sampler and augmentation)."""
+    for family in ("cffm", "tcb", "stsc"):
+        if name.startswith(family):
+            return family
+    return "image"
+
+
+def apply_smoke(cfg: TrainConfig) -> TrainConfig:
+    """A copy of ``cfg`` shrunk for a CPU check: tiny crop, 2 steps, batch 2, synthetic data if no root.
+
+    Architecture and optimizer settings are kept (the point is to run the real recipe's code path).
+    """
+    cfg = copy.deepcopy(cfg)
+    family = model_family(cfg.model.name)
+    cfg.data.crop_size = 65 if family == "tcb" else 64
+    cfg.data.base_size = (96, 64)
+    cfg.data.batch_size = 2
+    cfg.data.num_workers = 0
+    cfg.data.val_max_videos = 1
+    if cfg.data.root is None:
+        cfg.data.dataset = "synthetic"
+        cfg.data.synthetic_videos, cfg.data.synthetic_frames, cfg.data.synthetic_size = 3, 12, (96, 64)
+    cfg.schedule.max_iters = 2
+    cfg.schedule.warmup_iters = min(cfg.schedule.warmup_iters, 1)
+    cfg.grad_accum = 1
+    cfg.checkpoint_every = 0
+    cfg.keep_checkpoints = 0
+    cfg.log_every = 1
+    cfg.device = "cpu" if cfg.device == "auto" else cfg.device
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------------------
+# model
+# ----------------------------------------------------------------------------------------------------------
+
+def _loss_kwargs(cfg: TrainConfig, builder: Any) -> dict[str, Any]:
+    params = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    fixed = _BUILT_IN_WEIGHTS.get(builder.__name__, {})
+    out: dict[str, Any] = {}
+    for field_name, names in _LOSS_KWARGS.items():
+        value = getattr(cfg.loss, field_name)
+        if value is None:
+            continue
+        match = next((n for n in names if n in params), None)
+        if match is None and takes_any and field_name == "stcl_weight":
+            match = "stcl_weight"
+        if match is not None:
+            out[match] = value
+        elif fixed.get(field_name) != value:
+            raise ConfigError(f"loss.{field_name}={value}: model {cfg.model.name} has no such weight "
+                              f"(built in: {fixed or 'none'})")
+    return out
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """The registered model of ``cfg.model`` with its kwargs, loss weights and local weights."""
+    from vidseg.models.registry import _resolve, build, get_entry
+
+    entry = get_entry(cfg.model.name)
+    builder = _resolve(entry.builder)
+    kwargs = {**_loss_kwargs(cfg, builder), **cfg.model.kwargs}
+    if cfg.model.pretrained:
+        if "pretrained_backbone" not in inspect.signature(builder).parameters:
+            raise ConfigError(f"model.pretrained: {cfg.model.name} takes no backbone weights path")
+        kwargs["pretrained_backbone"] = cfg.model.pretrained
+    model = build(cfg.model.name, num_classes=cfg.model.num_classes, **kwargs)
+    if cfg.model.weights:
+        from vidseg.models.checkpoint import load_weights
+
+        load_weights(model, cfg.model.weights)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------------------
+
+def synthetic_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
+    """Generate (once) the synthetic VSPW-layout data set ``cfg.data`` describes, under ``cache_dir``."""
+    from vidseg.data.synthetic import generate
+
+    d = cfg.data
+    w, h = d.synthetic_size
+    root = Path(cache_dir) / f"synthetic_vspw_{d.synthetic_videos}x{d.synthetic_frames}_{w}x{h}_s{cfg.seed}"
+    if not (root / "train.txt").is_file():
+        generate("vspw", root, videos=d.synthetic_videos, frames=d.synthetic_frames, size=(h, w), seed=cfg.seed,
+                 val_fraction=0.34, overwrite=True, progress=False)
+    return root
+
+
+def data_root(cfg: TrainConfig, out_dir: str | os.PathLike) -> Path:
+    """The dataset root: ``data.root``, or the synthetic data set (generated on first use)."""
+    if cfg.data.dataset == "synthetic":
+        return synthetic_root(cfg, Path(out_dir) / "data_cache")
+    if cfg.data.root is None:
+        raise ConfigError("data.root is not set (the VSPW root, e.g. data/VSPW_480p); "
+                          "use --set data.root=PATH, data.dataset=synthetic or smoke=true")
+    return Path(cfg.data.root)
+
+
+def clip_sampler(cfg: TrainConfig, model: nn.Module) -> Any:
+    """The method's training clip sampler (CFFM, TCB, STSC reference offsets, or single frames)."""
+    from vidseg.data.sampling import CFFMSampler, OffsetSampler, SingleFrameSampler, TCBSampler
+
+    family = model_family(cfg.model.name)
+    if family == "cffm":
+        return CFFMSampler(dilations=tuple(-o for o in model.support_offsets), reverse_prob=cfg.data.reverse_prob)
+    if family == "tcb":
+        return TCBSampler(dilations=tuple(getattr(model, "offline_support_offsets", (3, 6, 9))),
+                          reverse_prob=cfg.data.reverse_prob)
+    if family == "stsc":
+        return OffsetSampler(tuple(getattr(model, "train_support_offsets", (-3,))))
+    return SingleFrameSampler()
+
+
+def train_transform(cfg: TrainConfig) -> Any:
+    """CFFM/SegFormer/STSC: keep-ratio resize into ``base_size`` x U(scale_range), crop (cat_max_ratio 0.75),
+    flip, per-frame photometric distortion, pad; TCB/ResNet baselines: flip, scale {0.8, 1, 1.5, 2}, crop, pad."""
+    from vidseg.data import transforms as T
+
+    d = cfg.data
+    crop = (d.crop_size, d.crop_size)
+    if model_family(cfg.model.name) == "tcb" or cfg.model.name.endswith("_r101"):
+        return T.Compose((T.RandomFlip(d.flip_prob), T.RandomScale((0.8, 1.0, 1.5, 2.0)), T.RandomCrop(crop),
+                          T.Pad(crop)))
+    return T.Compose((T.Resize(tuple(d.base_size), tuple(d.scale_range)), T.RandomCrop(crop, cat_max_ratio=0.75),
+                      T.RandomFlip(d.flip_prob), T.PhotoMetricDistortion(per_frame=True), T.Pad(crop)))
+
+
+def _videos(root: Path, split: str) -> list[Any]:
+    from vidseg.data.vspw import VSPWDataset
+
+    return list(VSPWDataset(root, split).videos)
+
+
+def build_train_dataset(cfg: TrainConfig, model: nn.Module, out_dir: str | os.PathLike) -> Any:
+    """Training clips: the train split (plus ``data.pseudo_label_root``'s videos) with the method's sampler."""
+    from vidseg.data.dataset import ClipDataset
+
+    videos = _videos(data_root(cfg, out_dir), cfg.data.train_split)
+    if cfg.data.pseudo_label_root:
+        videos += _videos(Path(cfg.data.pseudo_label_root), cfg.data.train_split)
+    return ClipDataset(videos, clip_sampler(cfg, model), train_transform(cfg), train=True, seed=cfg.seed)
+
+
+def val_videos(cfg: TrainConfig, out_dir: str | os.PathLike) -> list[Any]:
+    """Validation videos (at most ``data.val_max_videos`` when set)."""
+    videos = _videos(data_root(cfg, out_dir), cfg.data.val_split)
+    return videos[: cfg.data.val_max_videos] if cfg.data.val_max_videos > 0 else videos
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluation
+# ----------------------------------------------------------------------------------------------------------
+
+def predict_video(model: nn.Module, video: Any, device: torch.device | str | None = None) -> list[np.ndarray]:
+    """Argmax predictions (uint8 [H, W]) of every frame of a reader video, streamed online."""
+    from vidseg.inference.predictor import VideoPredictor
+
+    predictor = VideoPredictor(model, device=device)
+    frames = (video.load_frame(i) for i in range(len(video)))
+    return [p.labels for p in predictor.predict(frames)]
+
+
+def evaluate_videos(model: nn.Module, videos: Sequence[Any], device: torch.device | str | None = None, *,
+                    num_classes: int = 124, tc: bool = False, keep_predictions: bool = False
+                    ) -> tuple[dict[str, float], dict[str, list[np.ndarray]]]:
+    """mIoU, WIoU, mVC8, mVC16 (and TC with DIS flow) of ``model`` on reader videos with raw VSPW masks.
+
+    Returns:
+        (metrics as fractions, {video: predictions} when ``keep_predictions``).
+    """
+    from vidseg.metrics.vspw import VSPWEvaluator
+
+    was_training = model.training
+    ev = VSPWEvaluator(num_classes=num_classes, vc_lengths=(8, 16))
+    tc_ev, flow = _tc_tools(num_classes) if tc else (None, None)
+    kept: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for video in videos:
+            preds = predict_video(model, video, device)
+            for i, pred in enumerate(preds):
+                ev.process(video.load_raw_mask(i), pred, video=video.name)
+            if tc_ev is not None:
+                _tc_video(tc_ev, flow, video, preds)
+            if keep_predictions:
+                kept[video.name] = preds
+    res = ev.evaluate()
+    metrics = {k: float(res[k]) for k in ("mIoU", "WIoU", "mVC8", "mVC16", "pixel_acc")}
+    if tc_ev is not None:
+        metrics["TC"] = float(tc_ev.evaluate()["TC"])
+    model.train(was_training)
+    return metrics, kept
+
+
+def _tc_tools(num_classes: int) -> tuple[Any, Any]:
+    from vidseg.flow.backends import DISFlow
+    from vidseg.metrics.tc import TCEvaluator
+
+    return TCEvaluator(num_classes), DISFlow()
+
+
+def _tc_video(tc_ev: Any, flow: Any, video: Any, preds: list[np.ndarray]) -> None:
+    prev = video.load_frame(0)
+    for t in range(len(preds) - 1):
+        nxt = video.load_frame(t + 1)
+        tc_ev.process(preds[t], preds[t + 1], flow(prev, nxt, video=video.name))
+        prev = nxt
+
+
+def make_evaluate_fn(cfg: TrainConfig, out_dir: str | os.PathLike) -> Any:
+    """``(model, device) -> metrics`` over the validation videos, for :class:`vidseg.engine.trainer.Trainer`."""
+    videos = val_videos(cfg, out_dir)
+
+    def evaluate(model: nn.Module, device: torch.device) -> dict[str, float]:
+        return evaluate_videos(model, videos, device, num_classes=cfg.model.num_classes)[0]
+
+    return evaluate
