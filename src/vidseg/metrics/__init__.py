@@ -18,6 +18,10 @@ _LAZY = {
     "evaluate_davis_folder": "vidseg.metrics.davis",
     "YouTubeObjectsEvaluator": "vidseg.metrics.youtube_objects",
     "evaluate_youtube_objects_folder": "vidseg.metrics.youtube_objects",
+    "VIPSegEvaluator": "vidseg.metrics.vipseg_eval",
+    "evaluate_vipseg_folder": "vidseg.metrics.vipseg_eval",
+    "STQAccumulator": "vidseg.metrics.stq",
+    "PanopticCategories": "vidseg.metrics.vpq",
 }
 
 __all__ = list(_LAZY)
