@@ -1,0 +1,55 @@
+"""``vidseg export``: write a registered model (or the per-frame step of a video model) as ONNX."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Export a model to ONNX (image models whole; video models' per-frame step with --step), checked with onnxruntime."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="registered model name (see 'vidseg models')")
+    parser.add_argument("--out", required=True, help="output .onnx file")
+    parser.add_argument("--weights", default=None, help="local checkpoint to load first (official layouts converted)")
+    parser.add_argument("--step", action="store_true",
+                        help="export one streaming step of a video model: image + cached support features -> "
+                             "logits + the frame's features")
+    parser.add_argument("--size", default="480x853", metavar="HxW", help="image size the graph is traced at")
+    parser.add_argument("--num-classes", type=int, default=124, help="classes of the model")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted abs difference of outputs")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"480x853"`` -> (480, 853)."""
+    from vidseg.errors import ConfigError
+
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size must look like 480x853 (HxW), got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"--size must be positive, got {text!r}")
+    return h, w
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidseg.cli.common import format_table
+    from vidseg.cli.segment import load_model
+    from vidseg.errors import VidsegError
+    from vidseg.export import check_onnx, export_onnx
+
+    size = parse_size(args.size)
+    model = load_model(args.model, args.weights, args.num_classes).eval()
+    spec = export_onnx(model, args.out, step=args.step, image_size=size, opset=args.opset)
+    rows = [["file", args.out], ["size", f"{size[0]}x{size[1]}"], ["step", str(args.step)]]
+    if spec is not None:
+        rows.append(["support inputs", f"{spec.num_supports} x {len(spec.used_leaves)} tensors"])
+    if not args.no_check:
+        diff = check_onnx(model, args.out, step=args.step, image_size=size)
+        rows.append(["max abs diff (onnxruntime)", f"{diff:.2e}"])
+        if diff > args.tolerance:
+            raise VidsegError(f"{args.out}: onnxruntime differs from PyTorch by {diff:.2e} > {args.tolerance}")
+    print(format_table(rows, ["export", "value"]))
+    return 0
