@@ -393,20 +393,25 @@ def degrade(image: np.ndarray, deg: Degradation, rng: np.random.Generator) -> np
         length, angle = deg.blur
         ksize = (length, 1) if abs(math.cos(math.radians(angle))) >= 0.5 else (1, length)
         out = cv2.blur(out, ksize, borderType=cv2.BORDER_REFLECT_101)
-    if deg.gain is None and deg.noise <= 0:
-        return out
-    work = out.astype(np.float32)
     if deg.gain is not None:
-        work *= np.asarray(deg.gain, dtype=np.float32)
+        out = cv2.multiply(out, (*deg.gain, 0.0))  # per-channel gain, rounded and saturated
     if deg.noise > 0:
-        # triangular noise from two uniform bytes (std 255/sqrt(6)): close to Gaussian, 10x cheaper to draw
-        raw = np.frombuffer(rng.bytes(2 * work.size), dtype=np.uint8).reshape(2, *work.shape)
-        noise = raw[0].astype(np.float32)
-        noise += raw[1]
-        noise -= 255.0
-        work += noise * np.float32(deg.noise * math.sqrt(6.0) / 255.0)
-    np.clip(work, 0, 255, out=work)
-    return np.rint(work).astype(np.uint8)
+        out = cv2.add(out, _noise(rng, out.shape, deg.noise), dtype=cv2.CV_8U)
+    return out
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    """Zero-mean integer noise int16 with standard deviation ``sigma``.
+
+    Triangular noise (sum of two uniform bytes, std 255/sqrt(6)) drawn from the raw 64-bit generator
+    output: close to Gaussian and about ten times cheaper than ``standard_normal`` for a whole frame.
+    """
+    import cv2
+
+    n = int(np.prod(shape))
+    raw = rng.bit_generator.random_raw((2 * n + 7) // 8).view(np.uint8)[: 2 * n].reshape(2, *shape)
+    k = sigma * math.sqrt(6.0) / 255.0
+    return cv2.addWeighted(raw[0], k, raw[1], k, -255.0 * k, dtype=cv2.CV_16S)
 
 
 def _region_lut(plan: VideoPlan) -> np.ndarray:

@@ -387,12 +387,13 @@ def davis_targets(first: SynthFrame, max_objects: int = 5) -> dict[int, int]:
 
 def davis_mask(frame: SynthFrame, targets: dict[int, int]) -> np.ndarray:
     """DAVIS annotation uint8 [H, W]: 0 background, 1..N target objects, 255 void."""
-    lut = np.zeros(int(frame.instance.max(initial=0)) + 1, dtype=np.uint8)
+    import cv2
+
+    table = np.zeros(256, dtype=np.uint8)
     for track, obj_id in targets.items():
-        if track < len(lut):
-            lut[track] = obj_id
-    out = lut[frame.instance]
-    out[frame.void] = 255
+        table[track] = obj_id
+    out = cv2.LUT(frame.instance.astype(np.uint8), table)  # track ids are < 100 (SynthConfig.validate)
+    np.copyto(out, np.uint8(255), where=frame.void)
     return out
 
 
