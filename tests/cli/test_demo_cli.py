@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -25,10 +26,13 @@ def _check_outputs(out, frames, size):
 
 def test_demo_small(tmp_path, capsys):
     out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--videos", "2", "--frames", "4", "--size", "32x48", "--quiet"])
+    rc = main(["demo", "--out", str(out), "--videos", "2", "--frames", "4", "--size", "32x48", "--quiet",
+               "--json", str(tmp_path / "demo.json")])
     assert rc == 0
     text = capsys.readouterr().out
     assert "overlay.mp4" in text and "ground_truth.png" in text
+    report = json.loads((tmp_path / "demo.json").read_text())
+    assert report["frames"] == 8 and report["outputs"]["overlay video (mp4)"] == str(out / "overlay.mp4")
     _check_outputs(out, 4, (32, 48))
     # running it again replaces the dataset instead of failing
     assert main(["demo", "--out", str(out), "--videos", "1", "--frames", "2", "--size", "32x48", "--quiet"]) == 0

@@ -13,11 +13,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", type=int, default=2, help="synthetic videos to generate")
     parser.add_argument("--frames", type=int, default=24, help="frames per video")
     parser.add_argument("--size", default="240x426", help="frame size HxW")
+    parser.add_argument("--json", default=None, help="also write what the demo wrote as JSON to this file")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidseg.cli.common import format_table
+    from vidseg.cli.common import format_table, write_json
     from vidseg.data.synthetic import parse_size
     from vidseg.viz.demo import run_basic_demo
 
@@ -25,4 +26,7 @@ def run(args: argparse.Namespace) -> int:
                             seed=args.seed, progress=not args.quiet)
     print(f"demo finished in {result.seconds:.1f} s ({result.videos} videos, {result.frames} frames)")
     print(format_table(result.rows(), ["output", "path"]))
+    if args.json:
+        write_json(args.json, {"seconds": result.seconds, "videos": result.videos, "frames": result.frames,
+                               "outputs": dict(result.rows())})
     return 0
