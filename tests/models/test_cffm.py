@@ -274,3 +274,37 @@ def test_short_training_run_loss_falls():
         opt.step()
         history.append(loss.item())
     assert history[-1] < 0.5 * history[0] and min(history[-3:]) < min(history[:3]), history
+
+
+@pytest.mark.slow
+def test_per_frame_step_exports_to_onnx():
+    """encode_frame + decode_clip with the cached 1/8 features of t-9, t-6, t-3 as inputs (fixed size)."""
+    import io
+
+    ort = pytest.importorskip("onnxruntime")
+    model = build_cffm(variant="b0", num_classes=7).eval()
+
+    class Step(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, image, r0, r1, r2):
+            c8, c4 = self.m.encode_frame(image)
+            feats = [(r0, None), (r1, None), (r2, None), (c8, c4)]
+            return self.m.decode_clip(feats, tuple(image.shape[-2:])), c8
+
+    image = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        refs = [model.encode_frame(torch.randn(1, 3, 64, 96))[0] for _ in range(3)]
+    step = Step(model).eval()
+    buf = io.BytesIO()
+    names = ["image", "r0", "r1", "r2"]
+    torch.onnx.export(step, (image, *refs), buf, input_names=names, output_names=["logits", "c8"],
+                      opset_version=17, dynamo=False)
+    step.eval()  # the exporter restores the wrapper's train flag recursively
+    sess = ort.InferenceSession(buf.getvalue())
+    out = sess.run(None, {n: t.numpy() for n, t in zip(names, (image, *refs))})
+    with torch.no_grad():
+        ref_logits, ref_c8 = step(image, *refs)
+    assert abs(out[0] - ref_logits.numpy()).max() <= 1e-4 and abs(out[1] - ref_c8.numpy()).max() <= 1e-4
