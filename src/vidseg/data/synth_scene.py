@@ -184,8 +184,8 @@ class VideoPlan:
     seed_key: tuple[int, ...]
     region_categories: tuple[int, ...]  # category per stuff region code (IGNORE for others)
     region_tiles: np.ndarray = field(repr=False, compare=False)  # packed tiles [R, TILE*TILE]
-    top: Wave = field(compare=False, default=None)  # type: ignore[assignment]
-    bottom: Wave = field(compare=False, default=None)  # type: ignore[assignment]
+    top: Wave  # boundary between the top and middle bands, y(x)
+    bottom: Wave  # boundary between the middle and bottom bands
     blob: Ellipse | None = None
     others: Ellipse | None = None
     caption: tuple[int, int, int, int, int, int] | None = None  # (x0, y0, x1, y1, t0, t1) screen, frames
@@ -344,8 +344,8 @@ def _texel(coord: np.ndarray, texels_per_unit: float) -> np.ndarray:
 
 
 def _draw_objects(plan: VideoPlan, t: int, packed: np.ndarray, semantic: np.ndarray,
-                  instance: np.ndarray) -> list[ObjectState]:
-    """Paint objects far to near (nearer ones overwrite); returns the state of every object."""
+                  instance: np.ndarray) -> list[ObjectPlan]:
+    """Paint objects far to near (nearer ones overwrite); returns them in drawing order."""
     order = depth_order(plan, t)
     for obj in order:
         box = object_box(plan, obj, t)
@@ -358,6 +358,11 @@ def _draw_objects(plan: VideoPlan, t: int, packed: np.ndarray, semantic: np.ndar
         np.copyto(packed[y0:y1, x0:x1], np.take(obj.tile, tex_idx), where=mask)
         np.copyto(semantic[y0:y1, x0:x1], np.uint8(obj.category), where=mask)
         np.copyto(instance[y0:y1, x0:x1], np.int32(obj.track_id), where=mask)
+    return order
+
+
+def _object_states(plan: VideoPlan, t: int, order: list[ObjectPlan], instance: np.ndarray) -> list[ObjectState]:
+    """State of every object (by track id) with its visible pixel count in the final instance map."""
     out = []
     for rank, obj in enumerate(order):
         px, py, ph = object_geometry(plan, obj, t)
@@ -441,8 +446,9 @@ def render_frame(plan: VideoPlan, t: int) -> SynthFrame:
     semantic = cv2.LUT(region, _region_lut(plan))  # a SIMD table lookup, ~7x faster than numpy indexing
     instance = np.zeros(region.shape, dtype=np.int32)
     void = np.zeros(region.shape, dtype=bool)
-    states = _draw_objects(plan, t, packed, semantic, instance)
+    order = _draw_objects(plan, t, packed, semantic, instance)
     _draw_caption(plan, t, packed, semantic, instance, void)
+    states = _object_states(plan, t, order, instance)
     image = unpack_rgb(packed)
     deg = plan.degradations.get(t)
     if deg is not None:
