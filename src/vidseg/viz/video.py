@@ -89,11 +89,11 @@ class Mp4Writer:
 
     def write(self, frame: np.ndarray) -> None:
         """Append one uint8 RGB frame [H, W, 3] (all frames must share one size)."""
-        import av
-
         frame = pad_even(_check_frame(frame))
         if self._container is None:
-            self._open(*frame.shape[:2])
+            self._open(*frame.shape[:2])  # raises a VidsegError naming the extra if PyAV is missing
+        import av
+
         if frame.shape[:2] != self._size:
             raise ValueError(f"frame size {frame.shape[:2]} differs from the video's {self._size}")
         packets = self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
