@@ -131,8 +131,13 @@ def _xy(values: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def render_plot(plot: Plot, dpi: int = 100) -> bytes:
     """Render a :class:`Plot` to PNG bytes with matplotlib's Agg canvas (no pyplot, no global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover - matplotlib is the 'plots' extra
+        from vidseg.errors import VidsegError
+
+        raise VidsegError("plots in reports need matplotlib: pip install 'vidseg[plots]'") from None
 
     fig = Figure(figsize=(6.4, 3.6), dpi=dpi)
     FigureCanvasAgg(fig)
