@@ -8,8 +8,10 @@ HELP = "Write a synthetic VSPW, VIPSeg or DAVIS dataset in the exact official la
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vidseg.data.synthetic import DEFAULT_STUFF, DEFAULT_THINGS  # numpy only: keeps --help fast
+
     parser.add_argument("kind", choices=["vspw", "vipseg", "davis"], help="layout to write")
-    parser.add_argument("--out", required=True, help="dataset root to create (absent or empty)")
+    parser.add_argument("--out", required=True, help="dataset root to create (absent or empty; required)")
     parser.add_argument("--videos", type=int, default=4, help="number of videos")
     parser.add_argument("--frames", type=int, default=30, help="frames per video")
     parser.add_argument("--size", default="480x853", help="frame size HxW")
@@ -17,11 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.4, help="share of videos in the val split")
     parser.add_argument("--test-fraction", type=float, default=0.0,
                         help="share of videos in the test split (written without masks, as officially)")
-    parser.add_argument("--stuff", default=None,
-                        help="comma-separated stuff class names (default: sky,building,tree,grass,road,water,"
-                             "mountain)")
-    parser.add_argument("--things", default=None,
-                        help="comma-separated thing class names (default: person,car,dog,bicycle); '' for none")
+    parser.add_argument("--stuff", default=",".join(DEFAULT_STUFF),
+                        help="comma-separated stuff class names (VSPW/VIPSeg names)")
+    parser.add_argument("--things", default=",".join(DEFAULT_THINGS),
+                        help="comma-separated thing class names; '' for none")
     parser.add_argument("--objects", default="2,5", help="min,max thing objects per video")
     parser.add_argument("--degrade-prob", type=float, default=0.15,
                         help="probability that a frame is degraded (motion blur, noise, lighting)")
