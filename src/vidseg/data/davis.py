@@ -35,7 +35,7 @@ from vidseg.data.layout import (
     read_split_file,
 )
 from vidseg.errors import DataError
-from vidseg.fileio import atomic_path, read_image
+from vidseg.fileio import read_image, write_mask_png
 
 YEARS = (2016, 2017)
 VOID = 255
@@ -65,12 +65,7 @@ def read_davis_mask(path: Path, single_object: bool) -> np.ndarray:
 
 def write_davis_mask(path: str | os.PathLike, ids: np.ndarray) -> None:
     """Write object ids uint8 [H, W] as a DAVIS palette PNG, atomically."""
-    from PIL import Image
-
-    img = Image.fromarray(np.asarray(ids, dtype=np.uint8), mode="P")
-    img.putpalette(davis_palette().reshape(-1).tolist())
-    with atomic_path(path) as tmp:
-        img.save(tmp)
+    write_mask_png(path, np.asarray(ids, dtype=np.uint8), davis_palette())
 
 
 @dataclass(frozen=True)

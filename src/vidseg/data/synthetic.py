@@ -46,6 +46,7 @@ from vidseg.data.synth_scene import (
     view_half_width,
 )
 from vidseg.errors import ConfigError, DataError
+from vidseg.fileio import encode_mask_png
 
 KINDS = ("vspw", "vipseg", "davis")
 
@@ -460,25 +461,8 @@ def _save_jpeg(path: Path, image: np.ndarray) -> None:
 
 
 def _save_png(path: Path, array: np.ndarray, palette: np.ndarray | None = None) -> None:
-    """Save a mask: uint8 -> 8-bit grey (mode L), uint16 -> 16-bit grey (I;16), or indexed P with a palette.
-
-    Grey masks go through OpenCV without PNG row filters (masks are flat regions; filtering costs 3x the
-    time and saves nothing); palette PNGs need Pillow.
-    """
-    if palette is None:
-        import cv2
-
-        ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1,
-                                               cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE])
-        if not ok:  # pragma: no cover - encoding a valid 2-D uint8/uint16 array does not fail
-            raise DataError(path, "PNG encoding failed")
-        path.write_bytes(buf.tobytes())
-        return
-    from PIL import Image
-
-    img = Image.fromarray(array)
-    img.putpalette(palette.reshape(-1).tolist())  # turns the L image into P with raw indices
-    img.save(path, format="PNG", compress_level=1)
+    """Save a mask with the library's one PNG encoder (the dataset folder is renamed into place when complete)."""
+    path.write_bytes(encode_mask_png(array, palette))
 
 
 def _write_lines(path: Path, lines: Sequence[str]) -> None:

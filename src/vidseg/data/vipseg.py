@@ -43,7 +43,7 @@ from vidseg.data.layout import (
     split_videos,
 )
 from vidseg.errors import DataError
-from vidseg.fileio import atomic_path, read_image
+from vidseg.fileio import read_image, write_mask_png
 from vidseg.structures import DEFAULT_LABEL_DIVISOR, encode_panoptic, rgb2id
 
 SPLITS = ("train", "val", "test")
@@ -126,10 +126,7 @@ def read_raw_panomask(path: Path) -> np.ndarray:
 
 def write_raw_panomask(path: str | os.PathLike, raw: np.ndarray) -> None:
     """Write a raw VIPSeg panomask as a 16-bit greyscale PNG, atomically."""
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(raw, dtype=np.uint16)).save(tmp)
+    write_mask_png(path, np.asarray(raw, dtype=np.uint16))
 
 
 @dataclass(frozen=True)

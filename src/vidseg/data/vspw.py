@@ -30,7 +30,7 @@ from vidseg.data.layout import (
     split_videos,
 )
 from vidseg.errors import DataError
-from vidseg.fileio import atomic_path, read_image
+from vidseg.fileio import read_image, write_mask_png
 
 SPLITS = ("train", "val", "test")
 MASK_MODE = "L"
@@ -83,10 +83,7 @@ def read_raw_mask(path: Path) -> np.ndarray:
 
 def write_raw_mask(path: str | os.PathLike, raw: np.ndarray) -> None:
     """Write a raw VSPW mask (uint8 [H, W]) as an "L" PNG, atomically."""
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(raw, dtype=np.uint8), mode="L").save(tmp)
+    write_mask_png(path, np.asarray(raw, dtype=np.uint8))
 
 
 @dataclass(frozen=True)
