@@ -201,27 +201,6 @@ class CFFMAttention(nn.Module):
         n, length, c = x.shape
         return x.view(n, length, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def _pooled_kv(self, grid: torch.Tensor, kernel: int, stride: int) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                  torch.Tensor]:
-        """Keys/values of the kernel x kernel cell neighbourhoods of every query window, and the padding mask.
-
-        Args:
-            grid: pooled cells [B, gh, gw, C].
-
-        Returns:
-            k, v: [B * nW, heads, kernel**2, head_dim]; mask: [nW, kernel**2] (0 or -100).
-        """
-        b, gh, gw, c = grid.shape
-        pad = kernel // 2
-        kv = self.qkv(grid)[..., c:].permute(0, 3, 1, 2)  # [B, 2C, gh, gw]
-        taps = gather_neighbourhoods(kv, kernel, stride, pad)  # [B, 2C, K2, nW]
-        taps = taps.permute(0, 3, 2, 1).reshape(-1, kernel * kernel, 2 * c)  # [B*nW, K2, 2C]
-        k, v = self._heads(taps[..., :c]), self._heads(taps[..., c:])
-        ones = grid.new_ones(1, 1, gh, gw)
-        valid = gather_neighbourhoods(ones, kernel, stride, pad)[0, 0].transpose(0, 1)  # [nW, K2]
-        mask = torch.where(valid > 0, torch.zeros_like(valid), torch.full_like(valid, MASK_VALUE))
-        return k, v, mask
-
     def position_bias(self) -> torch.Tensor:
         """Relative position biases of all key groups: [heads, window**2, keys_per_window]."""
         area = self.window ** 2
@@ -235,6 +214,43 @@ class CFFMAttention(nn.Module):
             parts.append(table[:, index.reshape(-1)].view(-1, area, index.shape[1]))
         return torch.cat(parts, dim=-1)
 
+    def key_index(self, n_h: int, n_w: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where every key of every query window comes from, for an ``n_h x n_w`` window grid.
+
+        Keys are gathered from one token table: ``[target map (H*W) | pooled target (nW) | t-9 cells |
+        t-6 cells | t-3 cells | one zero token]`` (H = 7 n_h, W = 7 n_w; maps flattened row-major).
+
+        Returns:
+            index [nW, N] int64 rows into the table (N = 289); mask [nW, N] float, -100 where the pooled
+            neighbourhood falls outside its grid (those keys point at the zero token, as ``nn.Unfold`` pads
+            with zeros), else 0.
+        """
+        win, e = self.window, self.expand
+        h, w = n_h * win, n_w * win
+        wy, wx = torch.meshgrid(torch.arange(n_h), torch.arange(n_w), indexing="ij")
+        wy, wx = wy.reshape(-1, 1), wx.reshape(-1, 1)  # [nW, 1]
+        i, j = torch.arange(win).repeat_interleave(win), torch.arange(win).repeat(win)  # [49] row-major
+        own_y, own_x = win * wy + i, win * wx + j  # [nW, 49]
+        rolled = [((own_y - sy) % h) * w + (own_x - sx) % w for sy, sx in ((-e, -e), (-e, e), (e, -e), (e, e))]
+        target_idx = torch.cat([own_y * w + own_x, torch.cat(rolled, dim=1)[:, self.valid_ind_rolled.cpu()]], 1)
+        parts, masks = [target_idx], [torch.zeros(target_idx.shape, dtype=torch.bool)]
+        offset = h * w
+        grids = [(n_h, n_w, self.focal_window, 1)]
+        grids += [(s * n_h, s * n_w, k, s) for s, k in zip(self.clip_strides, self.clip_kernels)]
+        sizes = [gh * gw for gh, gw, _, _ in grids]
+        zero = offset + sum(sizes)
+        for (gh, gw, kernel, stride), size in zip(grids, sizes):
+            a = torch.arange(kernel).repeat_interleave(kernel)
+            b = torch.arange(kernel).repeat(kernel)
+            gy, gx = stride * wy - kernel // 2 + a, stride * wx - kernel // 2 + b  # [nW, K*K], unfold order
+            outside = (gy < 0) | (gy >= gh) | (gx < 0) | (gx >= gw)
+            parts.append(torch.where(outside, torch.full_like(gy, zero), offset + gy * gw + gx))
+            masks.append(outside)
+            offset += size
+        outside = torch.cat(masks, dim=1)
+        mask = torch.where(outside, torch.tensor(MASK_VALUE), torch.tensor(0.0))
+        return torch.cat(parts, dim=1).to(device), mask.to(device)
+
     def assemble(self, target: torch.Tensor, pooled_target: torch.Tensor,
                  pooled_refs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries and the assembled keys/values of every query window of the target.
@@ -246,29 +262,22 @@ class CFFMAttention(nn.Module):
                 with s = ``clip_strides``.
 
         Returns:
-            q [B*nW, heads, window**2, hd] (not scaled); k, v [B*nW, heads, N, hd] with N = keys per window
-            (289), in the order own window, rolled neighbours, pooled target, t-9, t-6, t-3; mask [nW, N]
-            (0, or -100 at positions outside the map).
+            q [B*nW, heads, window**2, hd] (not scaled); k, v [B*nW, heads, N, hd] (views) with N = keys per
+            window (289), in the order own window, rolled neighbours, pooled target, t-9, t-6, t-3; mask [nW, N]
+            (0, or -100 at pooled positions outside their grid).
         """
-        win, e = self.window, self.expand
-        q, k, v = self.qkv(target).chunk(3, dim=-1)  # each [B, H, W, C]
-        keys, values = [self._heads(window_partition(k, win))], [self._heads(window_partition(v, win))]
-        for t, out in ((k, keys), (v, values)):
-            rolled = [window_partition(torch.roll(t, shifts=s, dims=(1, 2)), win)
-                      for s in ((-e, -e), (-e, e), (e, -e), (e, e))]
-            out.append(self._heads(torch.cat(rolled, dim=1)[:, self.valid_ind_rolled]))
-        masks = [target.new_zeros(1, keys[0].shape[2] + keys[1].shape[2])]
-        groups = [(pooled_target, self.focal_window, 1)]
-        groups += [(g, kern, stride) for g, kern, stride in zip(pooled_refs, self.clip_kernels, self.clip_strides)]
-        for grid, kernel, stride in groups:
-            pk, pv, mask = self._pooled_kv(grid, kernel, stride)
-            keys.append(pk)
-            values.append(pv)
-            masks.append(mask)
-        n_win = (target.shape[1] // win) * (target.shape[2] // win)
-        mask = torch.cat([masks[0].expand(n_win, -1), *masks[1:]], dim=1)
-        q_win = self._heads(window_partition(q, win))
-        return q_win, torch.cat(keys, dim=2), torch.cat(values, dim=2), mask
+        b, h, w, c = target.shape
+        win = self.window
+        qkv = self.qkv(target)  # [B, H, W, 3C]
+        q_win = self._heads(window_partition(qkv[..., :c], win))
+        sources = [qkv[..., c:].reshape(b, h * w, 2 * c)]
+        sources += [self.qkv(g)[..., c:].reshape(b, -1, 2 * c) for g in [pooled_target, *pooled_refs]]
+        sources.append(qkv.new_zeros(b, 1, 2 * c))
+        table = torch.cat(sources, dim=1)  # [B, tokens, 2C]
+        index, mask = self.key_index(h // win, w // win, target.device)
+        kv = table[:, index.reshape(-1)].view(b * index.shape[0], index.shape[1], 2, self.num_heads, -1)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # [B*nW, heads, N, hd]
+        return q_win, k, v, mask
 
     def forward(self, target: torch.Tensor, pooled_target: torch.Tensor,
                 pooled_refs: list[torch.Tensor]) -> torch.Tensor:
@@ -278,15 +287,15 @@ class CFFMAttention(nn.Module):
             [B * nW, window**2, C] attention outputs per window (after ``proj``).
         """
         b, _, _, c = target.shape
-        win = self.window
-        q_win, k_all, v_all, mask = self.assemble(target, pooled_target, pooled_refs)
-        n_win = mask.shape[0]
-        attn = (q_win * self.scale) @ k_all.transpose(-2, -1)  # [B*nW, heads, 49, N]
-        attn = attn + self.position_bias().unsqueeze(0)
-        attn = attn.view(b, n_win, self.num_heads, win * win, -1) + mask[None, :, None, None, :]
-        attn = attn.view(b * n_win, self.num_heads, win * win, -1).softmax(dim=-1)
-        out = (attn @ v_all).transpose(1, 2).reshape(b * n_win, win * win, c)
-        return self.proj(out)
+        q_win, k, v, mask = self.assemble(target, pooled_target, pooled_refs)
+        n_win, n_keys = mask.shape
+        bias = self.position_bias().unsqueeze(0) + mask[:, None, None, :]  # [nW, heads, 49, N]
+        if b > 1:
+            bias = bias.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * n_win, *bias.shape[1:])
+        # fused attention: softmax(scale * q k^T + bias) v, the official computation in one kernel
+        out = F.scaled_dot_product_attention(q_win, k, v, attn_mask=bias, scale=self.scale)
+        out = out.transpose(1, 2)  # [B*nW, 49, heads, hd]
+        return self.proj(out.reshape(b * n_win, -1, c))
 
 
 class CFFMBlock(nn.Module):
