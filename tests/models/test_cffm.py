@@ -11,7 +11,6 @@ from vidseg.models.base import VideoSegmenter
 from vidseg.models.video.cffm import build_cffm
 from vidseg.models.video.cffm_attention import (
     CFFMAttention,
-    gather_neighbourhoods,
     pool_cells,
     relative_position_index,
 )
@@ -94,11 +93,24 @@ def test_relative_position_index_brute_force():
     assert torch.equal(relative_position_index(7, 7).unique(), torch.arange(169))
 
 
-def test_gather_matches_unfold():
-    x = torch.randn(2, 3, 6, 9)
-    for k, s, p in [(7, 1, 3), (5, 2, 2), (3, 3, 1), (5, 1, 2)]:
-        ref = nn.functional.unfold(x, k, padding=p, stride=s).view(2, 3, k * k, -1)
-        assert torch.equal(gather_neighbourhoods(x, k, s, p), ref)
+def test_reference_keys_match_unfold():
+    """Keys of t-9 / t-6 / t-3 equal nn.Unfold of the k map of each cell grid (the official mechanism)."""
+    torch.manual_seed(0)
+    attn = CFFMAttention()
+    n_h, n_w = 2, 3
+    target = torch.randn(1, 7 * n_h, 7 * n_w, 256)
+    pooled_target = torch.randn(1, n_h, n_w, 256)
+    refs = [torch.randn(1, s * n_h, s * n_w, 256) for s in attn.clip_strides]
+    with torch.no_grad():
+        _, k, v, _ = attn.assemble(target, pooled_target, refs)
+        start = 49 + 132 + 25
+        for grid, kern, stride in zip(refs, attn.clip_kernels, attn.clip_strides):
+            kv = attn.qkv(grid)[..., 256:].permute(0, 3, 1, 2)  # [1, 2C, gh, gw]
+            unf = nn.functional.unfold(kv, kern, padding=kern // 2, stride=stride)  # [1, 2C*K2, nW]
+            unf = unf.view(2, 8, 32, kern * kern, n_h * n_w).permute(0, 4, 1, 3, 2)  # [2, nW, heads, K2, hd]
+            assert torch.allclose(k[:, :, start:start + kern * kern], unf[0], atol=1e-6)
+            assert torch.allclose(v[:, :, start:start + kern * kern], unf[1], atol=1e-6)
+            start += kern * kern
 
 
 def _coordinate_inputs(attn: CFFMAttention, n_h: int, n_w: int):
