@@ -54,8 +54,12 @@ def test_losses_and_gradients(model):
     assert all(torch.isfinite(v) for v in terms.values())
     sum(terms.values()).backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    model.zero_grad()
     single = model.losses(model(x[:, -1:]), labels[:, -1:])
     assert "loss_stcl" not in single  # one frame: no temporal pair
+    sum(single.values()).backward()
+    unused = sorted(n for n, p in model.named_parameters() if p.grad is None)
+    assert unused == ["projection.bn.bias", "projection.bn.weight", "projection.fc.bias", "projection.fc.weight"]
 
 
 def test_sampled_stcl_equals_eq1_on_the_sample(model):
