@@ -77,8 +77,8 @@ class CFFMHead(SegFormerHead):
         Returns:
             [B, K, h, w].
         """
-        refined = self.decoder_focal(fused8)
-        x2 = self.linear_pred2(self.dropout(torch.cat([fused8[:, -1], refined[:, -1]], dim=1)))
+        refined = self.decoder_focal.refine_target(fused8)
+        x2 = self.linear_pred2(self.dropout(torch.cat([fused8[:, -1], refined], dim=1)))
         return _resize(x2, quarter)
 
 

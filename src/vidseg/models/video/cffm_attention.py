@@ -259,10 +259,17 @@ class CFFMAttention(nn.Module):
         sources += [self.qkv(g)[..., c:].reshape(b, -1, 2 * c) for g in [pooled_target, *pooled_refs]]
         sources.append(qkv.new_zeros(b, 1, 2 * c))
         table = torch.cat(sources, dim=1)  # [B, tokens, 2C]
+        table = table.view(b, table.shape[1], 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).contiguous()
         index, mask = self.key_index(h // win, w // win, target.device)
-        kv = table[:, index.reshape(-1)].view(b * index.shape[0], index.shape[1], 2, self.num_heads, -1)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # [B*nW, heads, N, hd]
-        return q_win, k, v, mask
+        n_win, n_keys = index.shape
+        # one gather, straight into [2, B, heads, nW * N, hd]: per (window, head) the keys are contiguous
+        kv = table.index_select(3, index.reshape(-1)).view(2, b, self.num_heads, n_win, n_keys, -1)
+        kv = kv.transpose(2, 3)  # [2, B, nW, heads, N, hd] (a view)
+        if b > 1:
+            kv = kv.reshape(2, b * n_win, self.num_heads, n_keys, -1)
+        else:
+            kv = kv[:, 0]
+        return q_win, kv[0], kv[1], mask
 
     def forward(self, target: torch.Tensor, pooled_target: torch.Tensor,
                 pooled_refs: list[torch.Tensor]) -> torch.Tensor:
@@ -328,23 +335,27 @@ class CFFMBlock(nn.Module):
         Returns:
             [B, D, H, W, C]; frames 0..D-2 unchanged.
         """
+        return torch.cat([x[:, :-1], self.update_target(x[:, :-1], x[:, -1]).unsqueeze(1)], dim=1)
+
+    def update_target(self, refs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The block's new target: refs [B, D-1, H, W, C] (t-9, t-6, t-3), target [B, H, W, C] -> [B, H, W, C]."""
+        if refs.shape[1] != len(self.clip_strides):
+            raise ValueError(f"CFFM block expects {len(self.clip_strides) + 1} frames, got {refs.shape[1] + 1}")
+        x = torch.cat([refs, target.unsqueeze(1)], dim=1)
         b, d, h, w, c = x.shape
-        if d != len(self.clip_strides) + 1:
-            raise ValueError(f"CFFM block expects {len(self.clip_strides) + 1} frames, got {d}")
         win = self.window
         normed = self.norm1(x)
         pad_b, pad_r = (win - h % win) % win, (win - w % win) % win
         if pad_b or pad_r:
             normed = F.pad(normed, (0, 0, 0, pad_r, 0, pad_b))
         hp, wp = h + pad_b, w + pad_r
-        target = normed[:, -1]
-        pooled_target = pool_cells(target, win, self.pool_layers[0])
+        normed_target = normed[:, -1]
+        pooled_target = pool_cells(normed_target, win, self.pool_layers[0])
         pooled_refs = [self._pool_reference(normed[:, i], i) for i in range(d - 1)]
-        out = self.attn(target, pooled_target, pooled_refs)
+        out = self.attn(normed_target, pooled_target, pooled_refs)
         out = window_reverse(out, win, hp, wp)[:, :h, :w]
-        t = x[:, -1] + out
-        t = t + self.mlp(self.norm2(t))
-        return torch.cat([x[:, :-1], t.unsqueeze(1)], dim=1)
+        t = target + out
+        return t + self.mlp(self.norm2(t))
 
 
 class CFFMLayer(nn.Module):
@@ -361,7 +372,12 @@ class CFFMLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, D, C, H, W] (target last) -> [B, D, C, H, W], only the target updated."""
+        return torch.cat([x[:, :-1], self.refine_target(x).unsqueeze(1)], dim=1)
+
+    def refine_target(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, D, C, H, W] (target last) -> the refined target [B, C, H, W] (references stay as they are)."""
         y = x.permute(0, 1, 3, 4, 2)
+        refs, target = y[:, :-1], y[:, -1]
         for block in self.blocks:
-            y = block(y)
-        return y.permute(0, 1, 4, 2, 3)
+            target = block.update_target(refs, target)
+        return target.permute(0, 3, 1, 2)
