@@ -1,0 +1,183 @@
+"""Streaming inference speed and memory on CPU.
+
+Three measurements (each can be run alone):
+
+1. ``speed``: frames/s of registered models through :class:`vidseg.inference.VideoPredictor` on random
+   480x853 frames (one warm-up frame not timed). ``--models`` picks the models (default: every registered
+   segmentation model), ``--frames`` the timed frames per model.
+2. ``ratio``: streaming CFFM-B0 per-frame time over SegFormer-B0 per-frame time (target <= 1.3), and the
+   official non-caching CFFM cost (backbone on all four frames for every target) for comparison.
+3. ``memory``: peak resident memory of a streaming run against video length (default 100 and 2000 frames,
+   CFFM-B0 at a small size), each length in a fresh subprocess so the peaks are independent; frames are
+   generated on the fly so the video itself is never held in memory.
+
+Usage::
+
+    python benchmarks/infer_speed.py speed --models segformer_b0 cffm_b0 --frames 5
+    python benchmarks/infer_speed.py ratio --frames 10
+    python benchmarks/infer_speed.py memory --lengths 100 2000 --size 64x112
+    python benchmarks/infer_speed.py all --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+
+def random_frames(n: int, h: int, w: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """``n`` random uint8 frames, generated lazily."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    for i in range(n):
+        yield np.roll(base, 3 * i, axis=1)
+
+
+def time_stream(model: torch.nn.Module, frames: int, h: int, w: int, warmup: int = 1) -> float:
+    """Seconds per frame of a streaming run (after ``warmup`` untimed frames)."""
+    from vidseg.inference import VideoPredictor
+
+    predictor = VideoPredictor(model)
+    stream = predictor.stream()
+    gen = random_frames(frames + warmup, h, w)
+    for _ in range(warmup):
+        stream.push(next(gen))
+    start = time.perf_counter()
+    for frame in gen:
+        stream.push(frame)
+    stream.finish()
+    return (time.perf_counter() - start) / frames
+
+
+def time_full_clips(model: torch.nn.Module, frames: int, h: int, w: int) -> float:
+    """Seconds per target when every clip is recomputed from scratch (the official CFFM test loop)."""
+    n = len(getattr(model, "support_offsets", ())) + 1
+    x = torch.randn(1, n, 3, h, w)
+    model.eval()
+    with torch.inference_mode():
+        model(x)
+        start = time.perf_counter()
+        for _ in range(frames):
+            model(x)
+    return (time.perf_counter() - start) / frames
+
+
+def segmentation_models() -> list[str]:
+    from vidseg.models.registry import MODELS
+
+    return sorted(n for n, e in MODELS.items() if e.task != "backbone")
+
+
+def bench_speed(models: list[str], frames: int, h: int, w: int) -> list[dict]:
+    from vidseg.models import build
+
+    rows = []
+    for name in models:
+        try:
+            model = build(name).eval()
+        except (ImportError, AttributeError, NotImplementedError) as exc:
+            rows.append({"model": name, "error": f"not available: {exc}"})
+            print(f"{name:28s} not available ({exc})", flush=True)
+            continue
+        sec = time_stream(model, frames, h, w)
+        params = sum(p.numel() for p in model.parameters())
+        rows.append({"model": name, "params": params, "sec_per_frame": round(sec, 4), "fps": round(1 / sec, 3)})
+        print(f"{name:28s} {params / 1e6:8.2f}M  {sec:8.3f} s/frame  {1 / sec:7.3f} frames/s", flush=True)
+        del model
+    return rows
+
+
+def bench_ratio(frames: int, h: int, w: int) -> dict:
+    from vidseg.models import build
+
+    seg = build("segformer_b0").eval()
+    cffm = build("cffm_b0").eval()
+    t_seg = time_stream(seg, frames, h, w)
+    t_cffm = time_stream(cffm, frames, h, w)
+    t_official = time_full_clips(cffm, max(frames // 2, 2), h, w)
+    out = {"segformer_b0_sec": round(t_seg, 4), "cffm_b0_streaming_sec": round(t_cffm, 4),
+           "cffm_b0_recompute_sec": round(t_official, 4), "ratio_streaming": round(t_cffm / t_seg, 3),
+           "ratio_recompute": round(t_official / t_seg, 3)}
+    print(json.dumps(out, indent=2), flush=True)
+    return out
+
+
+def memory_child(length: int, h: int, w: int, model_name: str) -> dict:
+    """Run in a fresh process: peak RSS (MiB) of streaming ``length`` frames."""
+    from vidseg.inference import VideoPredictor
+    from vidseg.models import build
+
+    model = build(model_name).eval()
+    predictor = VideoPredictor(model)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n = 0
+    for _ in predictor.predict(random_frames(length, h, w)):
+        n += 1
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"frames": n, "peak_rss_mib": round(peak, 1), "rss_before_mib": round(base, 1),
+            "cache_peak_frames": predictor.last_stream.peak_cached}
+
+
+def bench_memory(lengths: list[int], h: int, w: int, model_name: str) -> list[dict]:
+    rows = []
+    for n in lengths:
+        cmd = [sys.executable, __file__, "_memory_child", "--length", str(n), "--size", f"{h}x{w}",
+               "--memory-model", model_name]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        row = json.loads(result.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{model_name} {h}x{w}: {n:6d} frames  peak RSS {row['peak_rss_mib']:8.1f} MiB  "
+              f"(before the video {row['rss_before_mib']:.1f})  cache peak {row['cache_peak_frames']} frames", flush=True)
+    if len(rows) >= 2:
+        growth = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"] - 1
+        print(f"peak growth {lengths[0]} -> {lengths[-1]} frames: {100 * growth:+.1f}%")
+    return rows
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    h, w = (int(v) for v in text.lower().split("x"))
+    return h, w
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["speed", "ratio", "memory", "all", "_memory_child"], help="measurement")
+    parser.add_argument("--models", nargs="*", default=None, help="models for 'speed' (default: all registered)")
+    parser.add_argument("--frames", type=int, default=3, help="timed frames per model")
+    parser.add_argument("--size", default="480x853", help="HxW of the frames (memory: default 64x112)")
+    parser.add_argument("--lengths", nargs="*", type=int, default=[100, 2000], help="video lengths for 'memory'")
+    parser.add_argument("--memory-model", default="cffm_b0", help="model for 'memory'")
+    parser.add_argument("--length", type=int, default=100, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    h, w = parse_size(args.size)
+    if args.what == "_memory_child":
+        print(json.dumps(memory_child(args.length, h, w, args.memory_model)))
+        return 0
+    results: dict = {"threads": torch.get_num_threads(), "size": [h, w]}
+    if args.what in ("speed", "all"):
+        results["speed"] = bench_speed(args.models or segmentation_models(), args.frames, h, w)
+    if args.what in ("ratio", "all"):
+        results["ratio"] = bench_ratio(args.frames, h, w)
+    if args.what in ("memory", "all"):
+        mh, mw = (64, 112) if args.size == "480x853" else (h, w)
+        results["memory"] = bench_memory(args.lengths, mh, mw, args.memory_model)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
