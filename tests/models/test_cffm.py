@@ -320,3 +320,22 @@ def test_per_frame_step_exports_to_onnx():
     with torch.no_grad():
         ref_logits, ref_c8 = step(image, *refs)
     assert abs(out[0] - ref_logits.numpy()).max() <= 1e-4 and abs(out[1] - ref_c8.numpy()).max() <= 1e-4
+
+
+def test_inference_bias_cache_follows_weight_updates():
+    """The eval-time bias cache is invalidated when a bias table is loaded or edited in place."""
+    torch.manual_seed(0)
+    model = build_cffm(variant="b0", num_classes=5).eval()
+    frames = torch.randn(1, 4, 3, 64, 64)
+    with torch.no_grad():
+        before = model(frames)
+        state = model.state_dict()
+        key = "decode_head.decoder_focal.blocks.0.attn.relative_position_bias_table"
+        state[key] = torch.randn_like(state[key])
+        model.load_state_dict(state)
+        after = model(frames)
+        fresh = build_cffm(variant="b0", num_classes=5).eval()
+        fresh.load_state_dict(state)
+        expected = fresh(frames)
+    assert (before - after).abs().max() > 1e-4
+    assert torch.equal(after, expected)

@@ -174,6 +174,23 @@ class CFFMAttention(nn.Module):
         for p in [*self.relative_position_bias_table_to_windows, *self.relative_position_bias_table_to_windows_clips]:
             nn.init.trunc_normal_(p, std=0.02)
 
+    def _table_versions(self) -> tuple[int, ...]:
+        return tuple(p._version for p in (self.relative_position_bias_table,
+                                          self.relative_position_bias_table_to_neighbors,
+                                          *self.relative_position_bias_table_to_windows,
+                                          *self.relative_position_bias_table_to_windows_clips))
+
+    def _cached(self, kind: str, key: tuple, make):
+        """Shape-only index tensors and, at inference, the combined bias [nW, heads, 49, N] are kept for the
+        last seen map size (and bias-table versions: any in-place update of a table invalidates it). With
+        gradients enabled the bias is always rebuilt so it stays in the autograd graph."""
+        if kind == "bias" and torch.is_grad_enabled():
+            return make()
+        cache = self.__dict__.setdefault("_inference_cache", {})
+        if cache.get(kind, (None,))[0] != key:
+            cache[kind] = (key, make())
+        return cache[kind][1]
+
     @property
     def keys_per_window(self) -> int:
         """Number of key tokens per query window (289 with the defaults)."""
@@ -260,7 +277,8 @@ class CFFMAttention(nn.Module):
         sources.append(qkv.new_zeros(b, 1, 2 * c))
         table = torch.cat(sources, dim=1)  # [B, tokens, 2C]
         table = table.view(b, table.shape[1], 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).contiguous()
-        index, mask = self.key_index(h // win, w // win, target.device)
+        index, mask = self._cached("index", (h // win, w // win, target.device),
+                                   lambda: self.key_index(h // win, w // win, target.device))
         n_win, n_keys = index.shape
         # one gather, straight into [2, B, heads, nW * N, hd]: per (window, head) the keys are contiguous
         kv = table.index_select(3, index.reshape(-1)).view(2, b, self.num_heads, n_win, n_keys, -1)
@@ -281,7 +299,8 @@ class CFFMAttention(nn.Module):
         b, _, _, c = target.shape
         q_win, k, v, mask = self.assemble(target, pooled_target, pooled_refs)
         n_win, n_keys = mask.shape
-        bias = self.position_bias().unsqueeze(0) + mask[:, None, None, :]  # [nW, heads, 49, N]
+        bias = self._cached("bias", (mask.shape, mask.device, q_win.dtype, self._table_versions()),
+                            lambda: self.position_bias().to(q_win.dtype).unsqueeze(0) + mask[:, None, None, :])
         if b > 1:
             bias = bias.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * n_win, *bias.shape[1:])
         # fused attention: softmax(scale * q k^T + bias) v, the official computation in one kernel
