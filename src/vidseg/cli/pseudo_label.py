@@ -1,0 +1,41 @@
+"""``vidseg pseudo-label --weights A.pt B.pt --model NAME --data ROOT --out DIR [--threshold 0.5]``."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "STSC pseudo-labels: average several models' softmax, drop pixels under a threshold, write VSPW masks."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", nargs="+", required=True, help="model weight files (one per ensemble member)")
+    parser.add_argument("--model", nargs="+", required=True,
+                        help="registered model name for all weights, or one name per weights file")
+    parser.add_argument("--data", required=True, help="VSPW dataset root (holds data/ and the split files)")
+    parser.add_argument("--split", default="test", help="split whose frames get pseudo-labels")
+    parser.add_argument("--out", required=True, help="output folder (a VSPW-layout data set)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="pixels whose averaged top probability is below this become ignore (255)")
+    parser.add_argument("--num-classes", type=int, default=124, help="number of classes of the models")
+    parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="builder keyword for every model (YAML value), e.g. --model-arg embed_dim=64; repeatable")
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from vidseg.engine.pseudo_label import generate_pseudo_labels, load_models
+    from vidseg.errors import ConfigError
+
+    kwargs = {}
+    for item in args.model_arg:
+        if "=" not in item:
+            raise ConfigError(f"--model-arg {item!r} must look like key=value")
+        key, value = item.split("=", 1)
+        kwargs[key.strip()] = yaml.safe_load(value)
+    models = load_models(args.weights, args.model, args.num_classes, args.device, kwargs)
+    s = generate_pseudo_labels(models, args.data, args.out, split=args.split, threshold=args.threshold)
+    print(f"{s.frames} frames of {s.videos} videos; {100 * s.kept_fraction:.1f}% of pixels kept; written to {s.out} "
+          f"(train with --set data.pseudo_label_root={s.out})")
+    return 0
