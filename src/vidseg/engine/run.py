@@ -31,6 +31,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, *, resume:
     if cfg.smoke:
         cfg = build.apply_smoke(cfg)
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
+    if cfg.data.dataset != "synthetic":
+        build.data_root(cfg, out)  # a missing root is reported before anything heavy happens
     info = init_distributed(cfg.device)
     set_deterministic(cfg.deterministic)
     if info.is_main and cfg.data.dataset == "synthetic":
