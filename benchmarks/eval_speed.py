@@ -106,16 +106,24 @@ def _bench_davis(tmp: Path, args) -> None:
     make_davis(tmp, args.videos, args.frames, args.objects)
     pngs = sorted((tmp / "DAVIS").rglob("*.png")) + sorted((tmp / "res").rglob("*.png"))
     nf = args.videos * args.frames
+    rates, walls, ratios = [], [], []
     for rep in range(args.repeat):
         dec = _decode_all(pngs)
         t0, w0 = time.process_time(), time.perf_counter()
         res = evaluate_davis_folder(tmp / "DAVIS", tmp / "res", progress=False, csv_dir=None)
         ev, wall = time.process_time() - t0, time.perf_counter() - w0
         of = res["num_objects"] * (args.frames - 2)  # object-frames scored (first and last frame excluded)
+        rates.append(of / ev)
+        walls.append(of / wall)
+        ratios.append(ev / dec)
         print(f"DAVIS 480x854, {args.videos} seqs x {args.frames} frames, {res['num_objects']} objects "
               f"(run {rep + 1}/{args.repeat}): decode GT+results {nf / dec:.1f} frames/s; "
               f"J&F {of / ev:.1f} object-frames/s CPU ({1e3 * ev / of:.2f} ms each), {of / wall:.1f} wall "
               f"(1 worker); eval/decode time {ev / dec:.2f}x; J&F-Mean {res['J&F-Mean']:.6f}")
+    if args.repeat > 1:
+        print(f"DAVIS summary over {args.repeat} runs: J&F object-frames/s CPU best {max(rates):.1f} median "
+              f"{np.median(rates):.1f}; wall best {max(walls):.1f} median {np.median(walls):.1f}; "
+              f"eval/decode median {np.median(ratios):.2f}x")
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vidseg.metrics.davis import (
+    JointBoundaries,
     LabelBoundaries,
     _count_within,
-    _diagonal_j,
     _prepare_gt,
     bound_pixels,
     disk_rectangles,
@@ -124,7 +124,7 @@ def perturbed(rng: np.random.Generator, lab: np.ndarray, n: int) -> np.ndarray:
 def frame_case(draw, max_side=48):
     h = draw(st.integers(1, max_side))
     w = draw(st.integers(1, max_side))
-    n = draw(st.integers(0, 11))  # above 8 objects J uses the joint histogram
+    n = draw(st.integers(0, 16))  # above 14 objects the joint code is int32
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     kind = draw(st.sampled_from(["blobs", "holes", "noise"]))
     gt = random_labels(rng, h, w, n, kind)
@@ -144,25 +144,28 @@ def test_disk_rectangles_cover_the_disk_exactly(r):
     np.testing.assert_array_equal(union, plain_disk(r))
 
 
-@settings(max_examples=250, deadline=None)
-@given(frame_case())
-def test_semi_supervised_frame_scores_equal_full_frame_dilation(case):
+@settings(max_examples=200, deadline=None)
+@given(frame_case(), st.sampled_from([np.uint8, np.uint8, np.uint16]))
+def test_semi_supervised_frame_scores_equal_full_frame_dilation(case, dtype):
+    """uint8 maps take the joint scan, others the per-map scan and the histogram."""
     gt, pred, n, bound_th = case
-    j, f = frame_scores(gt, pred, n, n, pairs="diagonal", bound_th=bound_th)
+    j, f = frame_scores(gt.astype(dtype), pred.astype(dtype), n, n, pairs="diagonal", bound_th=bound_th)
     r = bound_pixels(gt.shape, bound_th)
     for i in range(1, n + 1):
         assert j[i - 1] == plain_j(pred == i, gt == i)
         assert f[i - 1] == plain_f(pred == i, gt == i, r)  # same integer counts: bit-identical
 
 
-@settings(max_examples=100, deadline=None)
-@given(frame_case(max_side=32), st.floats(0, 0.5))
-def test_unsupervised_frame_scores_with_void_equal_full_frame_dilation(case, void_rate):
+@settings(max_examples=60, deadline=None)
+@given(frame_case(max_side=32), st.sampled_from([None, 0.0, 0.05, 0.3]))
+def test_all_pairs_frame_scores_equal_full_frame_dilation(case, void_rate):
+    """All (proposal, object) pairs, with void (per-map scan) and without (joint scan)."""
     gt, pred, n, bound_th = case
     rng = np.random.default_rng(gt.size + n)
-    void = rng.random(gt.shape) < void_rate
+    void = rng.random(gt.shape) < (void_rate or 0.0)
     n_res = int(pred.max())
-    j, f = frame_scores(gt, pred, n, n_res, void=void, pairs="all", bound_th=bound_th)
+    j, f = frame_scores(gt, pred, n, n_res, void=None if void_rate is None else void, pairs="all",
+                        bound_th=bound_th)
     r = bound_pixels(gt.shape, bound_th)
     for p in range(1, n_res + 1):
         for g in range(1, n + 1):
@@ -208,12 +211,38 @@ def test_count_within_tolerance_is_inclusive_at_exactly_r():
     assert _count_within(src, ref, 8) == 1
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(frame_case())
-def test_diagonal_j_equals_pixel_counts(case):
+def test_joint_boundaries_table_and_points(case):
+    """The joint table from run lengths equals pixel counting; both maps' boundaries equal seg2bmap."""
     gt, pred, n, _ = case
-    j = _diagonal_j(gt, pred, n, nonzero_box(gt), nonzero_box(pred))
-    assert list(j) == [plain_j(pred == i, gt == i) for i in range(1, n + 1)]
+    k = max(n, int(gt.max()), int(pred.max())) + 1
+    jb = JointBoundaries(gt, pred, k)
+    expect = np.zeros((k, k), np.int64)
+    np.add.at(expect, (gt.ravel(), pred.ravel()), 1)
+    np.testing.assert_array_equal(jb.table, expect)
+    for side, lab in ((0, gt), (1, pred)):
+        for i in range(1, k):
+            ys, xs = jb.points(side, i)
+            ry, rx = np.nonzero(plain_bmap(lab == i))
+            assert sorted(zip(ys.tolist(), xs.tolist(), strict=True)) == sorted(zip(ry.tolist(), rx.tolist(),
+                                                                                    strict=True))
+
+
+@pytest.mark.parametrize("k", [15, 16, 40])
+def test_joint_boundaries_wide_codes(k):
+    """k * k > 255 switches the joint code from uint8 to int32; ids up to k - 1."""
+    rng = np.random.default_rng(k)
+    gt = random_labels(rng, 30, 50, k - 1, "blobs")
+    pred = perturbed(rng, gt, k - 1)
+    jb = JointBoundaries(gt, pred, k)
+    expect = np.zeros((k, k), np.int64)
+    np.add.at(expect, (gt.ravel(), pred.ravel()), 1)
+    np.testing.assert_array_equal(jb.table, expect)
+    j, f = frame_scores(gt, pred, k - 1, k - 1, pairs="diagonal", bound_th=3)
+    for i in range(1, k):
+        assert j[i - 1] == plain_j(pred == i, gt == i)
+        assert f[i - 1] == plain_f(pred == i, gt == i, 3)
 
 
 @settings(max_examples=100, deadline=None)

@@ -229,42 +229,45 @@ def nonzero_box(labels: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
-class LabelBoundaries:
-    """BSDS boundaries of every object of a label map, from one pass over the frame.
+class _Scan:
+    """Pixels of a label map that differ from their E, S or SE neighbour, with the four labels.
 
-    A pixel can be on the boundary of object i only where its label differs from its E, S or SE
-    neighbour; those pixels are few, so they are listed once and each object's boundary
-    (``seg2bmap(L == i)``, same border rules) is selected among them. The pass runs on the label map
-    padded by one column and one row of a sentinel label and flattened, so that the three neighbours
-    are the 1-D shifts +1, +W+1 and +W+2 (contiguous comparisons, several times faster than 2-D slices).
-    The sentinel makes every pixel of the last row and column a candidate; their exact border rules
-    (last row: E only, last column: S only) are applied per object in :meth:`points`. Only the bounding
-    box of the non-zero labels (plus one pixel) is scanned.
+    The map is padded by one column and one row of a sentinel label and flattened, so that the three
+    neighbours are the 1-D shifts +1, +W+1 and +W+2 (contiguous comparisons, several times faster than
+    2-D slices). The sentinel makes every pixel of the last row and column a candidate; their labels
+    are then set so that the BSDS border rules hold: the last row compares E only, the last column S
+    only, the bottom-right corner nothing. Only the bounding box of the non-zero labels, grown by one
+    pixel, is scanned: every object boundary pixel lies in the box grown by one pixel up/left, and
+    growing it down/right too keeps the border rules exact (outside the image they are seg2bmap's
+    own; inside, the extra row/column is background with background neighbours, a boundary under
+    neither rule).
 
-    Args:
-        labels: [H, W] integer label map (void already set to 0).
+    Attributes:
+        ys, xs: [N] candidate pixels (frame coordinates), in raster order.
+        lp, le, ls, lse: [N] labels of the pixel and of its E, S, SE neighbours (border rules applied).
+        run_end: [N] the pixel ends a horizontal run of equal labels (differs from E, or last column).
+        box: the scanned window (y0, x0, y1, x1), or None when the map is all zero.
     """
 
     def __init__(self, labels: np.ndarray) -> None:
-        self.shape = labels.shape
-        self.box = nonzero_box(labels)
         empty = np.zeros(0, np.intp)
         self.ys = self.xs = self.lp = self.le = self.ls = self.lse = empty
-        if self.box is None:
+        self.run_end = np.zeros(0, bool)
+        box = nonzero_box(labels)
+        self.box = None
+        if box is None:
             return
-        # every object boundary pixel lies in the box grown by one pixel up/left; growing it by one
-        # down/right too keeps the border rules exact: outside the image they are seg2bmap's own, inside
-        # the extra row/column is background with background neighbours, a boundary under neither rule
-        y0, x0 = max(self.box[0] - 1, 0), max(self.box[1] - 1, 0)
-        y1, x1 = min(self.box[2] + 1, self.shape[0]), min(self.box[3] + 1, self.shape[1])
+        y0, x0 = max(box[0] - 1, 0), max(box[1] - 1, 0)
+        y1, x1 = min(box[2] + 1, labels.shape[0]), min(box[3] + 1, labels.shape[1])
+        self.box = (y0, x0, y1, x1)
         self._scan(labels[y0:y1, x0:x1])
         self.ys, self.xs = self.ys + y0, self.xs + x0
 
     def _scan(self, labels: np.ndarray) -> None:
         h, w = labels.shape
         small = labels.dtype == np.uint8 and int(labels.max()) < 255
-        lab = labels if small else labels.astype(np.int32)
-        sentinel = 255 if small else -1  # a label no object has: a candidate superset, fixed in points()
+        lab = labels if small else labels.astype(np.int64)
+        sentinel = 255 if small else -1  # a label no pixel has
         stride = w + 1
         pad = np.full((h + 1) * stride + 1, sentinel, lab.dtype)  # +1: the SE shift of the last padded entry
         pad[: (h + 1) * stride].reshape(h + 1, stride)[:h, :w] = lab
@@ -282,18 +285,82 @@ class LabelBoundaries:
         self.ys, self.xs = ys, xs
         lp = here.take(flat)
         le, ls, lse = pad.take(flat + 1), pad.take(flat + stride), pad.take(flat + stride + 1)
-        # last row compares E only, last column S only, the corner nothing (as seg2bmap)
+        self.run_end = lp != le  # the last column differs from the padding
         last_row, last_col = ys == h - 1, xs == w - 1
-        ls = np.where(last_row, lp, ls)
-        lse = np.where(last_row | last_col, lp, lse)
-        le = np.where(last_col, lp, le)
-        self.lp, self.le, self.ls, self.lse = lp, le, ls, lse
+        self.ls = np.where(last_row, lp, ls)
+        self.lse = np.where(last_row | last_col, lp, lse)
+        self.le = np.where(last_col, lp, le)
+        self.lp = lp
+
+
+def _boundary_points(lp, le, ls, lse, ys, xs, i: int) -> tuple[np.ndarray, np.ndarray]:
+    a = lp == i
+    b = (a != (le == i)) | (a != (ls == i)) | (a != (lse == i))
+    return ys[b], xs[b]
+
+
+class LabelBoundaries:
+    """BSDS boundaries of every object of a label map, from one pass over the frame.
+
+    A pixel can be on the boundary of object i only where its label differs from its E, S or SE
+    neighbour; those pixels are few, so they are listed once (:class:`_Scan`) and each object's
+    boundary (``seg2bmap(L == i)``, same border rules) is selected among them.
+
+    Args:
+        labels: [H, W] integer label map (void already set to 0).
+    """
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.shape = labels.shape
+        self.scan = _Scan(labels)
 
     def points(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(ys, xs): the boundary pixels of object ``i``, two [N] integer arrays."""
-        a = self.lp == i
-        b = (a != (self.le == i)) | (a != (self.ls == i)) | (a != (self.lse == i))
-        return self.ys[b], self.xs[b]
+        sc = self.scan
+        return _boundary_points(sc.lp, sc.le, sc.ls, sc.lse, sc.ys, sc.xs, i)
+
+
+class JointBoundaries:
+    """Boundaries of every object of two label maps and their joint pixel table, from one scan.
+
+    The two maps are combined into one code ``gt * k + res``; a pixel can be on a boundary of either map
+    only where the code differs from an E, S or SE neighbour, so one :class:`_Scan` of the code lists the
+    candidates of both. The same candidates hold every end of a horizontal run of equal codes, so the
+    joint table ``table[g, p] = |{gt == g} ∩ {res == p}|`` is the sum of run lengths per code (the
+    pixels outside the scanned box are all (0, 0)); no pass per object is needed for J.
+
+    Args:
+        gt: [H, W] uint8 ids < k.
+        res: [H, W] uint8 ids < k.
+        k: one more than the largest id of either map.
+    """
+
+    def __init__(self, gt: np.ndarray, res: np.ndarray, k: int) -> None:
+        h, w = gt.shape
+        self.k = k
+        if k * k <= 255:  # codes < 255, so the uint8 scan keeps its sentinel
+            code = gt * np.uint8(k) + res
+        else:
+            code = gt.astype(np.int32) * k + res
+        sc = _Scan(code)
+        self.scan = sc
+        table = np.zeros(k * k, np.int64)
+        if sc.box is not None:
+            y0, x0, y1, x1 = sc.box
+            ends = np.flatnonzero(sc.run_end)
+            pos = (sc.ys[ends] - y0) * (x1 - x0) + (sc.xs[ends] - x0)  # raster index inside the box
+            lengths = np.diff(pos, prepend=-1)
+            table += np.bincount(sc.lp[ends].astype(np.intp), weights=lengths, minlength=k * k).astype(np.int64)
+            table[0] += h * w - (y1 - y0) * (x1 - x0)
+        else:
+            table[0] = h * w
+        self.table = table.reshape(k, k)
+        self._sides = [tuple(v // k for v in (sc.lp, sc.le, sc.ls, sc.lse)),
+                       tuple(v % k for v in (sc.lp, sc.le, sc.ls, sc.lse))]
+
+    def points(self, side: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ys, xs): the boundary pixels of object ``i`` of ``gt`` (side 0) or ``res`` (side 1)."""
+        return _boundary_points(*self._sides[side], self.scan.ys, self.scan.xs, i)
 
 
 @functools.cache
@@ -365,31 +432,10 @@ def _f_points(fg: Points, gt: Points, r: int) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-_FEW_OBJECTS = 8  # below this, per-object comparisons beat one joint histogram of the whole frame
-
-
-def _diagonal_j(gt: np.ndarray, res: np.ndarray, n: int, gbox, rbox) -> np.ndarray:
-    """J of object i against proposal i, i = 1..n, without void: [n].
-
-    ``gbox`` / ``rbox`` are the :func:`nonzero_box` of ``gt`` / ``res``: the pixels of every object lie
-    in them and the intersections in their overlap, so the counts only read those windows.
-    """
-    if n > _FEW_OBJECTS:
-        table = _pair_counts(gt, res, n, n, None)
-        inter = np.diag(table)[1:].astype(np.float64)
-        union = table[1:, :].sum(1) + table[:, 1:].sum(0) - inter
-    else:
-        inter, union = np.zeros(n), np.zeros(n)
-        g = gt[gbox[0]: gbox[2], gbox[1]: gbox[3]] if gbox else gt[:0, :0]
-        p = res[rbox[0]: rbox[2], rbox[1]: rbox[3]] if rbox else res[:0, :0]
-        both = None
-        if gbox and rbox:
-            y0, x0 = max(gbox[0], rbox[0]), max(gbox[1], rbox[1])
-            y1, x1 = min(gbox[2], rbox[2]), min(gbox[3], rbox[3])
-            both = (gt[y0:y1, x0:x1], res[y0:y1, x0:x1]) if y0 < y1 and x0 < x1 else None
-        for i in range(1, n + 1):
-            c = np.count_nonzero((both[0] == i) & (both[1] == i)) if both else 0
-            inter[i - 1], union[i - 1] = c, np.count_nonzero(g == i) + np.count_nonzero(p == i) - c
+def _j_from_table(table: np.ndarray, n_gt: int, n_res: int) -> np.ndarray:
+    """J [n_res, n_gt] from a joint table[g, p] of pixel counts (rows: GT ids, columns: proposal ids)."""
+    inter = table[1: n_gt + 1, 1: n_res + 1].T.astype(np.float64)
+    union = table[1: n_gt + 1, :].sum(1)[None, :] + table[:, 1: n_res + 1].sum(0)[:, None] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union == 0, 1.0, inter / np.where(union == 0, 1, union))
 
@@ -397,6 +443,10 @@ def _diagonal_j(gt: np.ndarray, res: np.ndarray, n: int, gbox, rbox) -> np.ndarr
 def frame_scores(gt: np.ndarray, res: np.ndarray, n_gt: int, n_res: int, *, void: np.ndarray | None = None,
                  pairs: str = "diagonal", bound_th: float = BOUND_TH) -> tuple[np.ndarray, np.ndarray]:
     """J and F of one frame for objects 1..n_gt against proposals 1..n_res.
+
+    Without void and on uint8 maps (the folder evaluation) one :class:`JointBoundaries` scan gives the
+    boundaries of both maps and the pixel table for J; otherwise each map is scanned on its own
+    (:class:`LabelBoundaries`) and J comes from a joint histogram that drops void pixels.
 
     Args:
         gt: [H, W] object ids 0..n_gt (anything else must already be mapped to 0 or void).
@@ -410,23 +460,24 @@ def frame_scores(gt: np.ndarray, res: np.ndarray, n_gt: int, n_res: int, *, void
         (J, F): arrays [n_gt] for ``diagonal`` or [n_res, n_gt] for ``all``.
     """
     r = bound_pixels(gt.shape, bound_th)
-    gb = LabelBoundaries(gt if void is None else np.where(void, 0, gt))
-    rb = LabelBoundaries(res if void is None else np.where(void, 0, res))
-    gpts = [gb.points(i) for i in range(1, n_gt + 1)]
-    if pairs == "diagonal" and void is None:
-        f = np.array([_f_points(rb.points(i), gpts[i - 1], r) for i in range(1, n_gt + 1)])
-        return _diagonal_j(gt, res, n_gt, gb.box, rb.box), f
-    table = _pair_counts(gt, res, n_gt, n_res, void)
-    inter = table[1:, 1:].T.astype(np.float64)  # [n_res, n_gt]
-    union = table[1:, :].sum(1)[None, :] + table[:, 1:].sum(0)[:, None] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        j = np.where(union == 0, 1.0, inter / np.where(union == 0, 1, union))
+    if void is None and gt.dtype == np.uint8 and res.dtype == np.uint8 and gt.size:
+        k = max(n_gt, n_res, int(gt.max()), int(res.max())) + 1
+        jb = JointBoundaries(gt, res, k)
+        j = _j_from_table(jb.table, n_gt, n_res)
+        gpts = [jb.points(0, i) for i in range(1, n_gt + 1)]
+        rpts = functools.partial(jb.points, 1)
+    else:
+        gb = LabelBoundaries(gt if void is None else np.where(void, 0, gt))
+        rb = LabelBoundaries(res if void is None else np.where(void, 0, res))
+        j = _j_from_table(_pair_counts(gt, res, n_gt, n_res, void), n_gt, n_res)
+        gpts = [gb.points(i) for i in range(1, n_gt + 1)]
+        rpts = rb.points
     if pairs == "diagonal":
-        f = np.array([_f_points(rb.points(i), gpts[i - 1], r) for i in range(1, n_gt + 1)])
+        f = np.array([_f_points(rpts(i), gpts[i - 1], r) for i in range(1, n_gt + 1)])
         return (np.diag(j).copy() if n_gt else np.zeros(0)), f
     f = np.zeros((n_res, n_gt))
     for p in range(1, n_res + 1):
-        ppts = rb.points(p)
+        ppts = rpts(p)
         for g in range(n_gt):
             f[p - 1, g] = _f_points(ppts, gpts[g], r)
     return j, f
