@@ -460,6 +460,8 @@ def frame_scores(gt: np.ndarray, res: np.ndarray, n_gt: int, n_res: int, *, void
         (J, F): arrays [n_gt] for ``diagonal`` or [n_res, n_gt] for ``all``.
     """
     r = bound_pixels(gt.shape, bound_th)
+    if void is not None and not void.any():
+        void = None  # nothing to drop: the same numbers as without void
     if void is None and gt.dtype == np.uint8 and res.dtype == np.uint8 and gt.size:
         k = max(n_gt, n_res, int(gt.max()), int(res.max())) + 1
         jb = JointBoundaries(gt, res, k)
