@@ -292,3 +292,82 @@ def test_full_size_frames_equal_full_frame_dilation(seed):
 @pytest.mark.parametrize("seed", range(4, 64))
 def test_full_size_frames_equal_full_frame_dilation_many(seed):
     test_full_size_frames_equal_full_frame_dilation(seed)
+
+
+# ------------------------------------------------------------------ PNG reader
+
+
+def _png_variants(tmp_path, rng):
+    """(name, path) of label PNGs in the forms met in practice, plus ones the fast decode must leave alone."""
+    from PIL import Image
+
+    lab = rng.integers(0, 256, (23, 37)).astype(np.uint8)
+    small = (lab % 6).astype(np.uint8)
+    pal = [int(v) for v in rng.integers(0, 256, 768)]
+    out = []
+
+    def save(name, img, **kw):
+        path = tmp_path / f"{name}.png"
+        img.save(path, **kw)
+        out.append((name, path))
+
+    for name, arr in (("p_full", lab), ("p_small", small), ("p_one_pixel", lab[:1, :1]),
+                      ("p_davis_size", rng.integers(0, 4, (480, 854)).astype(np.uint8))):
+        img = Image.fromarray(arr, "P")
+        img.putpalette(pal)
+        save(name, img)
+    img = Image.fromarray(small, "P")
+    img.putpalette(pal[:48])
+    save("p_4bit", img, bits=4)
+    save("p_no_palette_1bit", Image.fromarray(small, "P"))  # Pillow writes it 1-bit
+    img = Image.fromarray(small, "P")
+    img.putpalette(pal)
+    img.info["transparency"] = 0
+    save("p_transparency", img)
+    save("l", Image.fromarray(lab, "L"))
+    save("i16", Image.fromarray(lab.astype(np.uint16) * 257))
+    save("mode1", Image.fromarray(lab > 127))
+    jpeg_named_png = tmp_path / "jpeg.png"
+    Image.fromarray(lab, "L").save(jpeg_named_png, format="JPEG")
+    out.append(("jpeg_named_png", jpeg_named_png))
+    return out
+
+
+def test_read_index_png_equals_plain_reader(tmp_path):
+    from vidseg.metrics.davis import _decode_into_array, _read_index_png
+    from vidseg.metrics.vspw import read_label_png
+
+    fast_modes = 0
+    for name, path in _png_variants(tmp_path, np.random.default_rng(0)):
+        got, expect = _read_index_png(path), read_label_png(path)
+        assert got.dtype == expect.dtype and got.shape == expect.shape, name
+        np.testing.assert_array_equal(got, expect, err_msg=name)
+        fast = _decode_into_array(path)
+        if name.startswith(("p_", "l")):
+            assert fast is not None, f"{name}: the direct decode should apply"
+            fast_modes += 1
+        else:
+            assert fast is None, f"{name}: must be left to the plain reader"
+    assert fast_modes == 8
+
+
+def test_read_index_png_errors_are_the_plain_readers(tmp_path):
+    from PIL import Image
+
+    from vidseg.errors import DataError
+    from vidseg.metrics.davis import _read_index_png
+
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(rgb)
+    good = tmp_path / "good.png"
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 4, (64, 64)).astype(np.uint8), "P")
+    img.putpalette([0] * 768)
+    img.save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:-40])
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not a png at all")
+    for path, words in ((rgb, "mode is RGB"), (truncated, "truncated"), (garbage, "unreadable"),
+                        (tmp_path / "missing.png", "not found")):
+        with pytest.raises(DataError, match=words):
+            _read_index_png(path)

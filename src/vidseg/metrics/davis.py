@@ -656,9 +656,36 @@ def _fmt(x: float) -> str:
 
 
 def _read_index_png(path) -> np.ndarray:
+    """[H, W] values of an indexed / grey label PNG (``read_label_png`` semantics and errors).
+
+    8-bit ``P`` and ``L`` images are decoded straight into a numpy array: Pillow's ``np.asarray``
+    copies the decoded image once more through ``tobytes``, which costs about as much as the decoding.
+    The PNG decoder fills the image memory it finds already set, so it is given one that maps the
+    array (``Image.frombuffer``); if it did not use it, or anything else is unusual (other modes,
+    errors), the file is read again by ``read_label_png``.
+    """
     from vidseg.metrics.vspw import read_label_png
 
-    return read_label_png(path)
+    try:
+        arr = _decode_into_array(path)
+    except Exception:  # the plain reader reads the file again and raises the proper DataError
+        arr = None
+    return read_label_png(path) if arr is None else arr
+
+
+def _decode_into_array(path) -> np.ndarray | None:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        mode, size = img.mode, img.size
+        if img.format != "PNG" or mode not in ("L", "P"):
+            return None
+        arr = np.empty((size[1], size[0]), np.uint8)
+        target = Image.frombuffer(mode, size, arr, "raw", mode, 0, 1).im  # shares arr's memory
+        img.im = target
+        img.load()
+        ok = img.im is target and img.mode == mode and img.size == size
+    return arr if ok else None
 
 
 def davis_sequences(davis_root, year: str, subset: str) -> list[str]:
