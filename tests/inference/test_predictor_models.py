@@ -43,6 +43,10 @@ def test_cffm_b0_streaming_equals_recompute():
     frames = _video(10, 32, 40)  # covers the single-frame, early-table and full [t-9, t-6, t-3, t] clips
     predictor = _assert_stream_equals_recompute(model, frames, CFFMSampler().test_clips(10), "online")
     assert predictor.cache_capacity == 10
+    # frames already decoded as targets keep only the 1/8 map the cross-frame head reads from supports
+    cached = predictor.last_stream.features[0]
+    held = cached.keys()
+    assert held and all(cached[i][1] is None for i in held)
 
 
 def test_segformer_b0_streaming_equals_recompute():

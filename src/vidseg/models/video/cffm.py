@@ -138,6 +138,15 @@ class CFFM(nn.Module):
         fused = self._fuse(image)
         return self._eighth(fused), fused
 
+    def support_features(self, features: tuple[torch.Tensor, torch.Tensor | None]
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What a frame's cache entry needs once the frame is only a support: the 1/8 map (the 1/4 map goes).
+
+        Streaming caches call this after a frame was decoded as a target; at 480x853 it frees about 26 MB
+        per cached frame.
+        """
+        return (features[0], None)
+
     def decode_clip(self, features: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
                     image_size: tuple[int, int]) -> torch.Tensor:
         """Target logits from per-frame features.
