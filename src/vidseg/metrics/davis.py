@@ -5,16 +5,22 @@ an empty union; F uses the BSDS ``seg2bmap`` boundary (no thinning) and a disk t
 ``ceil(0.008 * ||(H, W)||)`` pixels applied with ``cv2.dilate``; M / R / D statistics with the
 overlapping decay bins. The fast paths compute exactly the same numbers:
 
-* J of all (proposal, object) pairs of a frame comes from one joint histogram of the two label maps.
-* F works on crops: a mask's boundary lies within its bounding box grown by one pixel up/left, and a
-  boundary pixel's match depends only on boundary pixels within the tolerance radius, so boundary
-  extraction and the disk dilations run on small windows instead of the whole frame.
+* One scan of the joint code ``gt * k + res`` (on the bounding box of the non-zero pixels) lists
+  every pixel that can be on a boundary of either map, with its E/S/SE labels; each object's BSDS
+  boundary is selected among those, and the joint pixel table for J is the sum of the horizontal
+  run lengths per code (:class:`JointBoundaries`). With void, each map is scanned on its own and J
+  comes from a joint histogram without the void pixels.
+* F counts boundary pixels within Euclidean distance r of the other boundary: the disk is an exact
+  union of a few rectangles, each tested with 4 reads of an integral image (:func:`_count_within`),
+  which equals reading ``cv2.dilate(boundary, disk(r))`` at those pixels.
+* Label PNGs are decoded straight into the numpy array (:func:`_read_index_png`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import threading
 import warnings
 from typing import Any
 
@@ -26,6 +32,24 @@ from vidseg.metrics.evaluator import Evaluator, check_protocol
 BOUND_TH = 0.008
 MAX_PROPOSALS = 20
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(key: str, size: int, dtype) -> np.ndarray:
+    """A reusable 1-D work array of ``size`` elements (contents undefined), one per key and thread.
+
+    The per-frame temporaries are frame-sized (400k+ elements); allocating them anew costs more than
+    the arithmetic, because freed blocks of that size go back to the OS and every reuse page-faults.
+    Only for temporaries that never leave the function using them.
+    """
+    store = _SCRATCH.__dict__
+    buf = store.get(key)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = np.empty(max(size, 1), dtype)
+        store[key] = buf
+    return buf[:size]
 
 
 # ------------------------------------------------------------------------------------ J and F
@@ -269,13 +293,14 @@ class _Scan:
         lab = labels if small else labels.astype(np.int64)
         sentinel = 255 if small else -1  # a label no pixel has
         stride = w + 1
-        pad = np.full((h + 1) * stride + 1, sentinel, lab.dtype)  # +1: the SE shift of the last padded entry
+        pad = _scratch("scan_pad", (h + 1) * stride + 1, lab.dtype)  # +1: the SE shift of the last entry
+        pad.fill(sentinel)
         pad[: (h + 1) * stride].reshape(h + 1, stride)[:h, :w] = lab
         n = h * stride
         here = pad[:n]
         # differs from E, S or SE; where it equals S, differing from SE means S differs from its own E
-        horiz = pad[: n + stride] != pad[1: n + stride + 1]
-        cand = here != pad[stride: n + stride]
+        horiz = np.not_equal(pad[: n + stride], pad[1: n + stride + 1], out=_scratch("scan_horiz", n + stride, bool))
+        cand = np.not_equal(here, pad[stride: n + stride], out=_scratch("scan_cand", n, bool))
         cand |= horiz[:n]
         cand |= horiz[stride:]
         flat = np.flatnonzero(cand)
@@ -338,10 +363,10 @@ class JointBoundaries:
     def __init__(self, gt: np.ndarray, res: np.ndarray, k: int) -> None:
         h, w = gt.shape
         self.k = k
-        if k * k <= 255:  # codes < 255, so the uint8 scan keeps its sentinel
-            code = gt * np.uint8(k) + res
-        else:
-            code = gt.astype(np.int32) * k + res
+        wide = k * k > 255  # uint8 codes must stay < 255, the scan's sentinel
+        code = _scratch("joint_code", h * w, np.int32 if wide else np.uint8).reshape(h, w)
+        np.multiply(gt, np.int32(k) if wide else np.uint8(k), out=code, casting="unsafe")  # < k * k: no wrap
+        code += res
         sc = _Scan(code)
         self.scan = sc
         table = np.zeros(k * k, np.int64)
@@ -399,11 +424,13 @@ def _count_within(src: Points, ref: Points, r: int) -> int:
     keep = (ry >= y0) & (ry < y1) & (rx >= x0) & (rx < x1)
     if not keep.any():
         return 0
-    ww = x1 - x0
-    grid = np.zeros((y1 - y0) * ww, np.uint8)
+    hh, ww = y1 - y0, x1 - x0
+    grid = _scratch("within_grid", hh * ww, np.uint8)
+    grid.fill(0)
     grid[(ry[keep] - y0) * ww + (rx[keep] - x0)] = 1
-    flat = cv2.integral(grid.reshape(y1 - y0, ww)).ravel()  # [(hh + 1) * (ww + 1)] int32
     stride = ww + 1
+    out = _scratch("within_integral", (hh + 1) * stride, np.int32).reshape(hh + 1, stride)
+    flat = cv2.integral(grid.reshape(hh, ww), sum=out).ravel()  # [(hh + 1) * (ww + 1)] int32, into out
     pending = (sy - y0) * stride + (sx - x0)  # integral index of each point; >= r from the window edges
     for w, h in disk_rectangles(r):
         lo, hi = -h * stride, (h + 1) * stride
