@@ -7,7 +7,9 @@ video of ground truth, baseline and temporal model) and prints the table.
 What is trained (CPU, from scratch: nothing downloads, so there are no ImageNet weights):
 
 * ``segformer_b0`` -- the image baseline (MiT-B0 + MLP head, MLP width reduced to 64);
-* ``cffm_b0`` -- CFFM with MiT-B0 (1 CFM block, width reduced to 64), clips [t-9, t-6, t-3, t];
+* ``cffm_b0`` -- CFFM with MiT-B0 (1 CFM block, width reduced to 64), clips [t-9, t-6, t-3, t], started from
+  the trained baseline's MiT and MLP-head weights (the role ImageNet/SegFormer weights play in the paper), then
+  trained for the same number of steps;
 * ``tcb_ppm_r50`` (optional, ``tcb=True``) -- TCB-PPM on the deep-stem ResNet-50 at a reduced input size.
 
 All share the data, the number of steps, the batch size and the optimizer (AdamW with a learning rate suited to
@@ -40,11 +42,12 @@ class DemoModel:
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     crop: int | None = None
+    init_from: str | None = None  # label of an earlier demo model whose matching weights start this one
 
 
 DEFAULT_MODELS = (
     DemoModel("segformer_b0 (baseline)", "segformer_b0", {"embed_dim": 64, "drop_path_rate": 0.0}),
-    DemoModel("cffm_b0", "cffm_b0", {"embed_dim": 64, "drop_path_rate": 0.0}),
+    DemoModel("cffm_b0", "cffm_b0", {"embed_dim": 64, "drop_path_rate": 0.0}, init_from="segformer_b0 (baseline)"),
 )
 TCB_MODEL = DemoModel("tcb_ppm_r50", "tcb_ppm_r101", {"depth": 50}, crop=65)
 
@@ -77,7 +80,23 @@ def demo_config(model: DemoModel, root: Path, size: DemoSize, seed: int) -> Trai
     return cfg
 
 
-def _train_and_eval(model: DemoModel, root: Path, out: Path, size: DemoSize, seed: int) -> dict[str, Any]:
+def _init_from(net: Any, source: dict[str, Any] | None) -> int:
+    """Copy the weights ``net`` shares (same name and shape) with an earlier demo model; returns how many.
+
+    CFFM is MiT + the SegFormer MLP head + the cross-frame block, so starting it from the trained image baseline
+    plays the role that ImageNet/SegFormer initialisation plays in the paper; the CFM block starts fresh.
+    """
+    if source is None:
+        return 0
+    from vidseg.models.checkpoint import load_state_dict
+
+    own = net.state_dict()
+    shared = {k: v for k, v in source["state"].items() if k in own and own[k].shape == v.shape}
+    return load_state_dict(net, shared).loaded
+
+
+def _train_and_eval(model: DemoModel, root: Path, out: Path, size: DemoSize, seed: int,
+                    source: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
 
     from vidseg.data.vspw import VSPWDataset
@@ -88,6 +107,7 @@ def _train_and_eval(model: DemoModel, root: Path, out: Path, size: DemoSize, see
     run_dir = out / "runs" / model.name
     seed_everything(seed)
     net = build_model(cfg)
+    initialised = _init_from(net, source)
     t0 = time.perf_counter()
     Trainer(cfg, net, build_train_dataset(cfg, net, run_dir), out_dir=run_dir).fit()
     train_s = time.perf_counter() - t0
@@ -95,7 +115,8 @@ def _train_and_eval(model: DemoModel, root: Path, out: Path, size: DemoSize, see
     with torch.no_grad():
         metrics, preds = evaluate_videos(net, videos, "cpu", tc=True, keep_predictions=True)
     return {"metrics": metrics, "predictions": preds, "train_seconds": train_s, "run_dir": run_dir,
-            "per_video_vc8": _per_video_vc(videos, preds, 8)}
+            "per_video_vc8": _per_video_vc(videos, preds, 8), "initialised_tensors": initialised,
+            "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
 
 
 def _per_video_vc(videos: Sequence[Any], preds: dict[str, list[np.ndarray]], n: int) -> dict[str, float]:
@@ -137,14 +158,19 @@ def run_demo(out: str | os.PathLike = "demo_out", *, size: DemoSize | None = Non
     results: dict[str, dict[str, Any]] = {}
     threads = torch.get_num_threads()
     for model in chosen:
-        results[model.label] = _train_and_eval(model, root, out, size, seed)
+        if model.init_from is not None and model.init_from not in results:
+            raise ValueError(f"demo model {model.label!r} starts from {model.init_from!r}, which is not trained before it")
+        source = results.get(model.init_from) if model.init_from else None
+        results[model.label] = _train_and_eval(model, root, out, size, seed, source)
     torch.set_num_threads(threads)
     summary = {
         "models": {label: {k: round(100 * r["metrics"][k], 2) for k in METRICS} for label, r in results.items()},
         "train_seconds": {label: round(r["train_seconds"], 1) for label, r in results.items()},
         "setup": {"videos": size.videos, "frames": size.frames, "size_hw": [size.height, size.width],
                   "iters": size.iters, "batch": size.batch, "lr": size.lr, "seed": seed,
-                  "models": {m.label: {"registry": m.name, **m.kwargs} for m in chosen}},
+                  "models": {m.label: {"registry": m.name, **m.kwargs, "init_from": m.init_from,
+                                       "initialised_tensors": results[m.label]["initialised_tensors"]}
+                             for m in chosen}},
         "seconds": round(time.perf_counter() - start, 1),
     }
     from vidseg.cli.common import write_json
@@ -216,7 +242,8 @@ def _write_report(out: Path, root: Path, results: dict[str, dict[str, Any]], sum
     text = (f"Synthetic VSPW-layout data: {setup['videos']} videos x {setup['frames']} frames of "
             f"{setup['size_hw'][1]}x{setup['size_hw'][0]}; every model trained from scratch on CPU for "
             f"{setup['iters']} steps of {setup['batch']} clips (AdamW, lr {setup['lr']}). Models: "
-            + "; ".join(f"{m.label} = {m.name} {m.kwargs}" for m in chosen) + ". Metrics in percent; TC uses "
+            + "; ".join(f"{m.label} = {m.name} {m.kwargs}" + (f", initialised from {m.init_from}" if m.init_from else "")
+                        for m in chosen) + ". Metrics in percent; TC uses "
             "OpenCV DIS flow (the official script uses RAFT).")
     sections = [
         Section("Results", text, [Table(["model", *METRICS, "train s"], rows)]),
