@@ -165,14 +165,22 @@ class TCBBase(nn.Module):
 class TCBPPM(TCBBase):
     """TCB with spatial-temporal PPM blending (``Clip_PSP``); params 70,544,568 at 124 classes.
 
-    Per-frame features (``encode_frame``): ``(layer4,)`` [B, 2048, h, w].
+    Per-frame features (``encode_frame``): ``(last stage,)`` [B, C4, h, w] (``layer4``, C4 = 2048, on ResNet).
+
+    Args:
+        encoder: any backbone returning four feature maps and exposing ``out_channels`` (default ResNet-101).
+        channels: width of the PPM levels and of its 3x3 conv (512 in the paper).
+        aux_channels: hidden width of the deep-supervision head (512 in the paper).
     """
 
     def __init__(self, *, num_classes: int, dilations: Sequence[int] = (3, 6, 9), deep_sup_scale: float = 0.4,
-                 encoder: nn.Module | None = None, pool_scales: Sequence[int] = (1, 2, 3, 6)) -> None:
+                 encoder: nn.Module | None = None, pool_scales: Sequence[int] = (1, 2, 3, 6),
+                 channels: int = 512, aux_channels: int = 512) -> None:
         super().__init__(num_classes=num_classes, dilations=dilations, deep_sup_scale=deep_sup_scale, encoder=encoder)
-        self.ppm_conv = TemporalPPMHead(2048, 512, num_classes, pool_scales=pool_scales, dropout=0.1)
-        self.deepsup = FCNHead(1024, 512, num_classes, dropout=0.1, bias=False)
+        # The PPM reads the encoder's last stage, the deep supervision its 3rd stage (2048 / 1024 on ResNet).
+        c3, c4 = tuple(self.encoder.out_channels)[2:4]
+        self.ppm_conv = TemporalPPMHead(c4, channels, num_classes, pool_scales=pool_scales, dropout=0.1)
+        self.deepsup = FCNHead(c3, aux_channels, num_classes, dropout=0.1, bias=False)
 
     def frame_features(self, c3: torch.Tensor, c4: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (c4,)
@@ -256,7 +264,9 @@ class TCBOCR(TCBBase):
 
 def build_tcb(*, num_classes: int = 124, blend: str = "ppm", use_memory: bool = False, memory: str = "ema",
               memory_momentum: float = 0.8, dilations: Sequence[int] = (3, 6, 9), deep_sup_scale: float = 0.4,
-              depth: int = 101, pretrained: str | None = None, pretrained_backbone: str | None = None) -> TCBBase:
+              depth: int = 101, pretrained: str | None = None, pretrained_backbone: str | None = None,
+              encoder: str = "resnet", channels: int = 512, aux_channels: int = 512,
+              drop_path_rate: float = 0.1) -> TCBBase:
     """Registry builder of ``tcb_ppm_r101``, ``tcb_ocr_r101``, ``tcb_ocr_mem_r101``.
 
     Args:
@@ -269,20 +279,41 @@ def build_tcb(*, num_classes: int = 124, blend: str = "ppm", use_memory: bool = 
         deep_sup_scale: deep-supervision weight.
         depth: ResNet depth (101 as in the paper; 50 for quick experiments).
         pretrained: local checkpoint of the whole model (official ``module.``-prefixed layout accepted).
-        pretrained_backbone: local CSAIL ImageNet ResNet weights for the encoder.
+        pretrained_backbone: local CSAIL ImageNet ResNet weights for the encoder (ResNet encoder only).
+        encoder: ``"resnet"`` (the paper: CSAIL deep-stem ResNet of ``depth``, output stride 8) or
+            ``"mit_b0"`` .. ``"mit_b5"`` (a MiT encoder, stages at strides 4-32; PPM blend only). The PPM
+            and the deep supervision then read the MiT's last and 3rd stages at their published widths.
+        channels: PPM width (PPM blend; 512 in the paper, smaller for quick CPU runs).
+        aux_channels: deep-supervision hidden width (PPM blend; 512 in the paper).
+        drop_path_rate: MiT encoder only: stochastic depth.
     """
-    encoder = DeepStemResNet(depth=depth, output_stride=8)
-    common = {"num_classes": num_classes, "dilations": dilations, "deep_sup_scale": deep_sup_scale, "encoder": encoder}
+    backbone = _build_encoder(encoder, depth=depth, drop_path_rate=drop_path_rate)
+    common = {"num_classes": num_classes, "dilations": dilations, "deep_sup_scale": deep_sup_scale, "encoder": backbone}
+    if encoder != "resnet" and (blend != "ppm" or pretrained_backbone):
+        raise ConfigError(f"TCB on encoder {encoder!r} supports blend='ppm' without pretrained_backbone only")
     if blend == "ppm":
         if use_memory:
             raise ConfigError("the TCB memory exists only for blend='ocr'")
-        model: TCBBase = TCBPPM(**common)
+        model: TCBBase = TCBPPM(**common, channels=channels, aux_channels=aux_channels)
     elif blend == "ocr":
         model = TCBOCR(**common, use_memory=use_memory, memory=memory, memory_momentum=memory_momentum)
     else:
         raise ConfigError(f"TCB blend must be 'ppm' or 'ocr', got {blend!r}")
     _load_pretrained(model, pretrained, pretrained_backbone)
     return model
+
+
+def _build_encoder(name: str, *, depth: int, drop_path_rate: float) -> nn.Module:
+    """``"resnet"`` -> CSAIL deep-stem ResNet (output stride 8); ``"mit_bN"`` -> MiT-BN."""
+    if name == "resnet":
+        return DeepStemResNet(depth=depth, output_stride=8)
+    if name.startswith("mit_"):
+        from vidseg.models.backbones.mit import MIT_VARIANTS, build_mit
+
+        variant = name[len("mit_"):]
+        if variant in MIT_VARIANTS:
+            return build_mit(variant=variant, drop_path_rate=drop_path_rate)
+    raise ConfigError(f"TCB encoder must be 'resnet' or 'mit_b0'..'mit_b5', got {name!r}")
 
 
 def _load_pretrained(model: TCBBase, pretrained: str | None, pretrained_backbone: str | None) -> None:
