@@ -47,15 +47,21 @@ class DemoModel:
     crop: int | None = None
     init_from: str | None = None  # label of an earlier demo model whose matching weights start this one
     init_rename: dict[str, str] = field(default_factory=dict)  # source key prefix -> this model's prefix
+    iter_scale: float = 1.0  # fraction of DemoSize.iters this model trains (fine-tuned models need fewer)
+
+    def iters(self, size: DemoSize) -> int:
+        """Training iterations of this model."""
+        return max(1, round(size.iters * self.iter_scale))
 
 
 DEFAULT_MODELS = (
     DemoModel("segformer_b0 (baseline)", "segformer_b0", {"embed_dim": 64, "drop_path_rate": 0.0}),
-    DemoModel("cffm_b0", "cffm_b0", {"embed_dim": 64, "drop_path_rate": 0.0}, init_from="segformer_b0 (baseline)"),
+    DemoModel("cffm_b0", "cffm_b0", {"embed_dim": 64, "drop_path_rate": 0.0}, init_from="segformer_b0 (baseline)",
+              iter_scale=2 / 3),
 )
 TCB_MODEL = DemoModel("tcb_ppm_b0", "tcb_ppm_r101",
                       {"encoder": "mit_b0", "channels": 64, "aux_channels": 32, "drop_path_rate": 0.0},
-                      init_from="segformer_b0 (baseline)", init_rename={"backbone.": "encoder."})
+                      init_from="segformer_b0 (baseline)", init_rename={"backbone.": "encoder."}, iter_scale=2 / 3)
 
 
 @dataclass
@@ -82,7 +88,8 @@ def demo_config(model: DemoModel, root: Path, size: DemoSize, seed: int) -> Trai
     d.base_size, d.scale_range = (size.width, size.height), (0.75, 1.5)
     cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.param_groups = "adamw", size.lr, 0.01, "cffm"
     cfg.optim.head_lr_mult = 1.0
-    cfg.schedule.max_iters, cfg.schedule.warmup_iters, cfg.schedule.power = size.iters, max(size.iters // 20, 1), 1.0
+    iters = model.iters(size)
+    cfg.schedule.max_iters, cfg.schedule.warmup_iters, cfg.schedule.power = iters, max(iters // 20, 1), 1.0
     return cfg
 
 
@@ -184,7 +191,7 @@ def run_demo(out: str | os.PathLike = "demo_out", *, size: DemoSize | None = Non
         "train_seconds": {label: round(r["train_seconds"], 1) for label, r in results.items()},
         "setup": {"videos": size.videos, "frames": size.frames, "size_hw": [size.height, size.width],
                   "iters": size.iters, "batch": size.batch, "lr": size.lr, "seed": seed,
-                  "models": {m.label: {"registry": m.name, **m.kwargs, "init_from": m.init_from,
+                  "models": {m.label: {"registry": m.name, **m.kwargs, "init_from": m.init_from, "iters": m.iters(size),
                                        "initialised_tensors": results[m.label]["initialised_tensors"]}
                              for m in chosen}},
         "seconds": round(time.perf_counter() - start, 1),
