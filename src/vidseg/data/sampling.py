@@ -77,8 +77,18 @@ def _check_target(t: int, num_frames: int) -> None:
         raise IndexError(f"target frame {t} outside a video of {num_frames} frames")
 
 
+class _EveryFrameATarget:
+    """Test clips of samplers whose every frame is a target with its own clip (``test_clip``)."""
+
+    def test_clip(self, t: int, num_frames: int) -> Indices:  # pragma: no cover - defined by subclasses
+        raise NotImplementedError
+
+    def test_clips(self, num_frames: int) -> list[Indices]:
+        return [self.test_clip(t, num_frames) for t in range(num_frames)]
+
+
 @dataclass(frozen=True)
-class TCBSampler:
+class TCBSampler(_EveryFrameATarget):
     """TCB (VSPW, ``dataset2.py``): target t and supports at t+3, t+6, t+9.
 
     Train: with probability ``reverse_prob`` the frame list is reversed; t is uniform over ``list[:-max(d)]``;
@@ -117,12 +127,9 @@ class TCBSampler:
             supports = [max(t - d, 0) for d in self.dilations]
         return (*supports, t)
 
-    def test_clips(self, num_frames: int) -> list[Indices]:
-        return [self.test_clip(t, num_frames) for t in range(num_frames)]
-
 
 @dataclass(frozen=True)
-class CFFMSampler:
+class CFFMSampler(_EveryFrameATarget):
     """CFFM (VSS-CFFM ``CustomDataset_video2``): clip [t-9, t-6, t-3, t].
 
     Train: with probability ``reverse_prob`` the frame list is reversed; t is uniform over positions
@@ -162,9 +169,6 @@ class CFFMSampler:
         if self.dilations == (9, 6, 3) and t in CFFM_EARLY_CLIPS:
             return CFFM_EARLY_CLIPS[t]
         return (t,)
-
-    def test_clips(self, num_frames: int) -> list[Indices]:
-        return [self.test_clip(t, num_frames) for t in range(num_frames)]
 
 
 @dataclass(frozen=True)
@@ -206,7 +210,7 @@ class ConsecutiveSampler:
 
 
 @dataclass(frozen=True)
-class PreviousFramesSampler:
+class PreviousFramesSampler(_EveryFrameATarget):
     """STCNN: the ``delta`` previous frames [t-delta .. t-1] then the target t.
 
     Early frames pad with repeats: indices below 0 become frame 0 (spec §5.5: for t = 1..3 the padded input
@@ -235,9 +239,6 @@ class PreviousFramesSampler:
         _check_target(t, num_frames)
         return (*(max(t - k, 0) for k in range(self.delta, 0, -1)), t)
 
-    def test_clips(self, num_frames: int) -> list[Indices]:
-        return [self.test_clip(t, num_frames) for t in range(num_frames)]
-
 
 @dataclass(frozen=True)
 class SingleFrameSampler:
@@ -261,7 +262,7 @@ class SingleFrameSampler:
 
 
 @dataclass(frozen=True)
-class OffsetSampler:
+class OffsetSampler(_EveryFrameATarget):
     """Generic causal rule from a model's ``support_offsets`` (e.g. (-9, -6, -3)): clip [t+o..., t].
 
     Offsets that fall outside the video are clamped to its first / last frame. Used by the streaming
@@ -282,9 +283,6 @@ class OffsetSampler:
     def test_clip(self, t: int, num_frames: int) -> Indices:
         _check_target(t, num_frames)
         return (*(min(max(t + o, 0), num_frames - 1) for o in self.offsets), t)
-
-    def test_clips(self, num_frames: int) -> list[Indices]:
-        return [self.test_clip(t, num_frames) for t in range(num_frames)]
 
 
 SAMPLERS = {
