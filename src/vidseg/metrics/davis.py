@@ -22,6 +22,7 @@ import functools
 import math
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -163,7 +164,18 @@ def _matched(src: Boundary, ref: Boundary, r: int, kernel: np.ndarray) -> int:
 
 def f_from_boundaries(fg: Boundary, gt: Boundary, r: int, kernel: np.ndarray | None = None) -> float:
     """F measure from the two boundaries (precision/recall special cases of the official code)."""
-    n_fg, n_gt = fg.count, gt.count
+    kernel = disk(r) if kernel is None else kernel
+    return _f_score(fg.count, gt.count, lambda: _matched(fg, gt, r, kernel), lambda: _matched(gt, fg, r, kernel))
+
+
+def _f_score(n_fg: int, n_gt: int, matched_fg: Callable[[], int], matched_gt: Callable[[], int]) -> float:
+    """F = 2PR / (P + R) with the official special cases for empty boundaries (0 when P + R = 0).
+
+    Args:
+        n_fg, n_gt: boundary pixels of the prediction and of the ground truth.
+        matched_fg, matched_gt: count the boundary pixels of each side within the tolerance of the other;
+            called only when both boundaries are non-empty (matching is the expensive step).
+    """
     if n_fg == 0 and n_gt > 0:
         precision, recall = 1.0, 0.0
     elif n_fg > 0 and n_gt == 0:
@@ -171,9 +183,8 @@ def f_from_boundaries(fg: Boundary, gt: Boundary, r: int, kernel: np.ndarray | N
     elif n_fg == 0 and n_gt == 0:
         precision, recall = 1.0, 1.0
     else:
-        kernel = disk(r) if kernel is None else kernel
-        precision = _matched(fg, gt, r, kernel) / float(n_fg)
-        recall = _matched(gt, fg, r, kernel) / float(n_gt)
+        precision = matched_fg() / float(n_fg)
+        recall = matched_gt() / float(n_gt)
     if precision + recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)
@@ -444,19 +455,7 @@ def _count_within(src: Points, ref: Points, r: int) -> int:
 
 
 def _f_points(fg: Points, gt: Points, r: int) -> float:
-    n_fg, n_gt = len(fg[0]), len(gt[0])
-    if n_fg == 0 and n_gt > 0:
-        precision, recall = 1.0, 0.0
-    elif n_fg > 0 and n_gt == 0:
-        precision, recall = 0.0, 1.0
-    elif n_fg == 0 and n_gt == 0:
-        precision, recall = 1.0, 1.0
-    else:
-        precision = _count_within(fg, gt, r) / float(n_fg)
-        recall = _count_within(gt, fg, r) / float(n_gt)
-    if precision + recall == 0:
-        return 0.0
-    return 2 * precision * recall / (precision + recall)
+    return _f_score(len(fg[0]), len(gt[0]), lambda: _count_within(fg, gt, r), lambda: _count_within(gt, fg, r))
 
 
 def _j_from_table(table: np.ndarray, n_gt: int, n_res: int) -> np.ndarray:
