@@ -50,6 +50,13 @@ def check_frames(frames: torch.Tensor, name: str, channels: int = 3) -> torch.Te
     return frames
 
 
+def check_head_fits(backbone: nn.Module, decode_head: nn.Module) -> None:
+    """Raise if the head's input widths are not the backbone's published output channels."""
+    if tuple(backbone.out_channels) != tuple(decode_head.in_channels):
+        raise ValueError(f"head in_channels {decode_head.in_channels} != backbone out_channels "
+                         f"{tuple(backbone.out_channels)}")
+
+
 def last_frame_labels(labels: torch.Tensor) -> torch.Tensor:
     """Labels of the target frame: [B, T, H, W] -> [B, H, W]; [B, H, W] passes through."""
     if labels.dim() == 4:
@@ -75,9 +82,7 @@ class SegFormer(nn.Module):
 
     def __init__(self, *, backbone: MiT, decode_head: SegFormerHead) -> None:
         super().__init__()
-        if tuple(backbone.out_channels) != decode_head.in_channels:
-            raise ValueError(f"head in_channels {decode_head.in_channels} != backbone out_channels "
-                             f"{tuple(backbone.out_channels)}")
+        check_head_fits(backbone, decode_head)
         self.backbone = backbone
         self.decode_head = decode_head
         self.num_classes = decode_head.num_classes

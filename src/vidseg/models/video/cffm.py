@@ -23,7 +23,7 @@ from torch import nn
 
 from vidseg.models.backbones.mit import MiT
 from vidseg.models.heads.segformer_head import SegFormerHead
-from vidseg.models.segformer import check_frames, segmentation_ce
+from vidseg.models.segformer import check_frames, check_head_fits, segmentation_ce
 from vidseg.models.video.cffm_attention import CFFMLayer
 
 CFFM_DEPTHS = {"b0": 1, "b1": 2, "b2": 2, "b5": 4}
@@ -100,9 +100,7 @@ class CFFM(nn.Module):
 
     def __init__(self, *, backbone: MiT, decode_head: CFFMHead) -> None:
         super().__init__()
-        if tuple(backbone.out_channels) != decode_head.in_channels:
-            raise ValueError(f"head in_channels {decode_head.in_channels} != backbone out_channels "
-                             f"{tuple(backbone.out_channels)}")
+        check_head_fits(backbone, decode_head)
         self.backbone = backbone
         self.decode_head = decode_head
         self.num_classes = decode_head.num_classes
