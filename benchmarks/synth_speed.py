@@ -5,8 +5,8 @@ Usage::
     .venv/bin/python benchmarks/synth_speed.py [--size 480x853] [--frames 60] [--videos 4]
 
 Pins the process to one CPU core and limits OpenCV/torch to one thread, then reports
-* ``draw``: frames/s of :class:`vidseg.data.synthetic.SyntheticVideo` (image + labels in memory),
-* ``write <kind>``: frames/s of :func:`vidseg.data.synthetic.generate` (JPEG + PNG files, official layout).
+* ``draw``: frames/s of :class:`vidseg.data.synth.SyntheticVideo` (image + labels in memory),
+* ``write <kind>``: frames/s of :func:`vidseg.data.synth.generate` (JPEG + PNG files, official layout).
 Both as wall-clock rate and as frames per second of process CPU time (the fair figure on a shared
 machine: other processes on the same core stretch wall time, not CPU time).
 The target of the issue is >= 50 frames/s at 480x853.
@@ -34,7 +34,7 @@ def _one_core() -> str:
 
 
 def bench_draw(size, frames, videos) -> float:
-    from vidseg.data.synthetic import SyntheticVideo
+    from vidseg.data.synth import SyntheticVideo
 
     SyntheticVideo(size, 1, seed=123)[0]  # warm-up: class texture tiles are built once per process
     start, cpu = time.perf_counter(), time.process_time()
@@ -46,7 +46,7 @@ def bench_draw(size, frames, videos) -> float:
 
 
 def bench_write(kind, size, frames, videos) -> float:
-    from vidseg.data.synthetic import generate
+    from vidseg.data.synth import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         generate(kind, os.path.join(tmp, "warm"), videos=1, frames=2, size=size, seed=1, progress=False)
@@ -58,7 +58,7 @@ def bench_write(kind, size, frames, videos) -> float:
 
 def main() -> None:
     from vidseg.cli.common import format_table
-    from vidseg.data.synthetic import parse_size
+    from vidseg.data.synth import parse_size
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="480x853", help="frame size HxW")

@@ -47,7 +47,7 @@ def test_bidirectional_merge_uses_nearer_key_frame_and_flags_spots() -> None:
 
 @pytest.mark.parametrize("seed", [1, 3])
 def test_propagation_beats_nearest_key_frame_on_synthetic_video(seed: int) -> None:
-    from vidseg.data.synthetic import SyntheticVideo
+    from vidseg.data.synth import SyntheticVideo
 
     video = SyntheticVideo((96, 160), 11, seed=seed)
     frames = [f for f in video]

@@ -23,7 +23,7 @@ from _layouts import (  # noqa: E402
 
 from vidseg.cli.main import main  # noqa: E402
 from vidseg.data.layout import detect_layout  # noqa: E402
-from vidseg.data.stats import dataset_stats  # noqa: E402
+from vidseg.data.tools.stats import dataset_stats  # noqa: E402
 from vidseg.errors import DataError  # noqa: E402
 
 

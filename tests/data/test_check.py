@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from _layouts import make_davis, make_vipseg_720, make_vipseg_raw, make_vspw, save_png, write_video
 
-from vidseg.data.check import check_path
 from vidseg.data.layout import INCOMPLETE_MARKER
+from vidseg.data.tools.check import check_path
 
 
 def _problems(path: Path) -> list[str]:

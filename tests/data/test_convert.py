@@ -10,10 +10,10 @@ import pytest
 from _layouts import make_vipseg_raw, make_vspw, save_png
 from PIL import Image
 
-import vidseg.data.convert as conv
+import vidseg.data.tools.convert as conv
 from vidseg.categories import vipseg_categories
-from vidseg.data.convert import SegmentIdAssigner, convert_vipseg_720p, convert_vspw_480p
 from vidseg.data.layout import INCOMPLETE_MARKER
+from vidseg.data.tools.convert import SegmentIdAssigner, convert_vipseg_720p, convert_vspw_480p
 from vidseg.data.vipseg import VIPSeg720Dataset, VIPSegRawDataset
 from vidseg.data.vspw import VSPWDataset
 from vidseg.errors import DataError

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidseg.data.check import check_path
-from vidseg.data.convert import convert_vipseg_720p
 from vidseg.data.davis import DAVISDataset, write_davis_mask
 from vidseg.data.layout import detect_layout
-from vidseg.data.synthetic import generate
+from vidseg.data.synth import generate
+from vidseg.data.tools.check import check_path
+from vidseg.data.tools.convert import convert_vipseg_720p
 from vidseg.data.vipseg import (
     VIPSeg720Dataset,
     VIPSegRawDataset,

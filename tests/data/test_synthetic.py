@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from vidseg.categories import vipseg_categories
-from vidseg.data.synth_appearance import DEFAULT_APPEARANCE, category_tile, pack_rgb
-from vidseg.data.synth_scene import amodal_mask, depth_order
-from vidseg.data.synthetic import SynthConfig, SyntheticVideo, iter_frames, plan_video
+from vidseg.data.synth import SynthConfig, SyntheticVideo, iter_frames, plan_video
+from vidseg.data.synth.appearance import DEFAULT_APPEARANCE, category_tile, pack_rgb
+from vidseg.data.synth.scene import amodal_mask, depth_order
 from vidseg.errors import ConfigError
 
 SIZE = (48, 80)

@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from vidseg.categories import davis_palette, thing_ids
-from vidseg.data import synthetic
-from vidseg.data.synthetic import (
+from vidseg.data.synth import (
     SynthConfig,
     SyntheticVideo,
     davis_mask,
@@ -22,6 +21,7 @@ from vidseg.data.synthetic import (
     vipseg_raw_mask,
     vspw_raw_mask,
 )
+from vidseg.data.synth import writer as synthetic
 from vidseg.errors import ConfigError, DataError
 
 SIZE = (40, 64)
@@ -186,7 +186,7 @@ def test_readers_accept_the_synthetic_layouts(datasets):
 
 
 def test_check_finds_no_problem(datasets):
-    from vidseg.data.check import check_path
+    from vidseg.data.tools.check import check_path
 
     for kind, layout in (("vspw", None), ("vipseg", "vipseg-raw"), ("davis", "davis")):
         report = check_path(datasets[kind], layout)

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vidseg.data.synthetic import (
+from vidseg.data.synth import (
     DEFAULT_STUFF,
     DEFAULT_THINGS,
     SynthConfig,

@@ -20,7 +20,7 @@ def test_confident_labels_thresholds_top_probability() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vidseg.data.synthetic import generate
+    from vidseg.data.synth import generate
 
     root = tmp_path_factory.mktemp("pl") / "vspw"
     generate("vspw", root, videos=3, frames=3, size=(32, 48), seed=1, val_fraction=0.34, test_fraction=0.34,

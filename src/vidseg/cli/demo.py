@@ -43,7 +43,7 @@ def _run_basic(args: argparse.Namespace, size: tuple[int, int]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidseg.data.synthetic import parse_size
+    from vidseg.data.synth import parse_size
 
     height, width = parse_size(args.size)
     if args.basic:

@@ -14,12 +14,7 @@ BENCHMARKS = {"vspw": "eval_vspw", "vipseg": "eval_vipseg", "davis": "eval_davis
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
     for name, module_name in BENCHMARKS.items():
-        try:
-            module = importlib.import_module(f"vidseg.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"vidseg.cli.{module_name}":
-                continue
-            raise
+        module = importlib.import_module(f"vidseg.cli.{module_name}")  # a broken module is an error, never skipped
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module.add_arguments(p)

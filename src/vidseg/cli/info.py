@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from vidseg.cli.common import format_table, write_json
 
     if args.check:
-        from vidseg.data.check import check_path
+        from vidseg.data.tools.check import check_path
 
         report = check_path(args.path, args.layout, progress=not args.quiet)
         for problem in report.problems:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             write_json(args.json, report.to_dict())
         return 0 if report.ok else 1
-    from vidseg.data.stats import dataset_stats
+    from vidseg.data.tools.stats import dataset_stats
 
     stats = dataset_stats(args.path, args.layout, labels=not args.no_labels, max_videos=args.max_videos,
                           progress=not args.quiet)

@@ -46,12 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vidseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"vidseg.cli.{module_name}")
-        except ModuleNotFoundError as exc:  # a command still under construction is simply not offered
-            if exc.name == f"vidseg.cli.{module_name}":
-                continue
-            raise
+        module = importlib.import_module(f"vidseg.cli.{module_name}")  # a broken command module is an error
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP,
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module.add_arguments(cmd)

@@ -8,7 +8,7 @@ HELP = "Write a synthetic VSPW, VIPSeg or DAVIS dataset in the exact official la
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vidseg.data.synthetic import DEFAULT_STUFF, DEFAULT_THINGS  # numpy only: keeps --help fast
+    from vidseg.data.synth import DEFAULT_STUFF, DEFAULT_THINGS  # numpy only: keeps --help fast
 
     parser.add_argument("kind", choices=["vspw", "vipseg", "davis"], help="layout to write")
     parser.add_argument("--out", required=True, help="dataset root to create (absent or empty; required)")
@@ -39,7 +39,7 @@ def _names(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
 
 def build_config(args: argparse.Namespace):
     """The :class:`SynthConfig` the options describe."""
-    from vidseg.data.synthetic import DEFAULT_STUFF, DEFAULT_THINGS, SynthConfig
+    from vidseg.data.synth import DEFAULT_STUFF, DEFAULT_THINGS, SynthConfig
     from vidseg.errors import ConfigError
 
     try:
@@ -55,7 +55,7 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from vidseg.cli.common import format_table, write_json
-    from vidseg.data.synthetic import generate, parse_size
+    from vidseg.data.synth import generate, parse_size
 
     config = build_config(args)
     summary = generate(args.kind, args.out, videos=args.videos, frames=args.frames, size=parse_size(args.size),

@@ -2,7 +2,7 @@
 
 Readers (``VSPWDataset``, ``VIPSegRawDataset``, ``VIPSeg720Dataset``, ``DAVISDataset``) turn a dataset root into
 per-video records with lazy ``load_frame`` / ``load_label``; ``open_video`` reads a video file or frame folder;
-``build_sampler`` + a transform + ``ClipDataset`` make training clips; ``synthetic.generate`` writes benchmark
+``build_sampler`` + a transform + ``ClipDataset`` make training clips; ``synth.generate`` writes benchmark
 data in the official layouts. Names are imported on first use so ``import vidseg.data`` stays light.
 """
 
@@ -20,15 +20,15 @@ _LAZY = {
     "DAVISDataset": "davis", "DAVISVideo": "davis",
     "open_video": "video", "VideoFile": "video", "FrameFolder": "video",
     # checking, statistics, conversion
-    "check_path": "check", "CheckReport": "check", "dataset_stats": "stats",
-    "convert_vspw_480p": "convert", "convert_vipseg_720p": "convert", "SegmentIdAssigner": "convert",
+    "check_path": "tools.check", "CheckReport": "tools.check", "dataset_stats": "tools.stats",
+    "convert_vspw_480p": "tools.convert", "convert_vipseg_720p": "tools.convert", "SegmentIdAssigner": "tools.convert",
     # clips for training and inference
     "build_sampler": "sampling", "TCBSampler": "sampling", "CFFMSampler": "sampling",
     "ConsecutiveSampler": "sampling", "PreviousFramesSampler": "sampling", "SingleFrameSampler": "sampling",
     "ClipDataset": "dataset",
     "cffm_train_transform": "transforms", "tcb_train_transform": "transforms", "eval_transform": "transforms",
     # synthetic data
-    "SyntheticVideo": "synthetic", "SynthConfig": "synthetic", "generate": "synthetic",
+    "SyntheticVideo": "synth", "SynthConfig": "synth", "generate": "synth",
 }
 
 __all__ = sorted(_LAZY)

@@ -127,7 +127,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 
 def synthetic_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
     """Generate (once) the synthetic VSPW-layout data set ``cfg.data`` describes, under ``cache_dir``."""
-    from vidseg.data.synthetic import generate
+    from vidseg.data.synth import generate
 
     d = cfg.data
     w, h = d.synthetic_size

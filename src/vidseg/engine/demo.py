@@ -168,7 +168,7 @@ def run_demo(out: str | os.PathLike = "demo_out", *, size: DemoSize | None = Non
     """
     import torch
 
-    from vidseg.data.synthetic import generate
+    from vidseg.data.synth import generate
 
     size = size or DemoSize()
     out = Path(out)

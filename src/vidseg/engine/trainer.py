@@ -14,7 +14,7 @@ Example (a model implementing :class:`vidseg.models.base.VideoSegmenter` and a m
 Determinism: with ``deterministic: true`` on CPU, a run interrupted at any step (SIGINT/SIGTERM save a
 checkpoint before exiting; a killed run restarts from the last periodic one) and resumed gives weights that are
 bit-identical to an uninterrupted run: the data stream is a function of the step index (see
-:mod:`vidseg.engine.sampling`), and model, optimizer, scheduler and all RNG states are checkpointed.
+:mod:`vidseg.engine.step_sampler`), and model, optimizer, scheduler and all RNG states are checkpointed.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from vidseg.engine.distributed import (
 )
 from vidseg.engine.logging import MetricLogger, progress_bar
 from vidseg.engine.optim import build_optimizer
-from vidseg.engine.sampling import SeededDataset, StepSampler
 from vidseg.engine.schedule import PolyWarmupSchedule
+from vidseg.engine.step_sampler import SeededDataset, StepSampler
 from vidseg.errors import ConfigError
 from vidseg.structures import ClipBatch
 

@@ -66,11 +66,11 @@ def run_basic_demo(out: str | os.PathLike, *, videos: int = 2, frames: int = 24,
 
     Args:
         out: output folder.
-        videos, frames, size, seed: dataset shape, as for :func:`vidseg.data.synthetic.generate`.
+        videos, frames, size, seed: dataset shape, as for :func:`vidseg.data.synth.generate`.
         fps: frame rate of the overlay video.
         progress: show progress bars.
     """
-    from vidseg.data.synthetic import generate
+    from vidseg.data.synth import generate
     from vidseg.data.vspw import VSPWDataset
     from vidseg.viz.video import write_mp4, write_png
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vidseg.data.synth_appearance import TILE_MASK, special_tile, unpack_rgb
+from vidseg.data.synth.appearance import TILE_MASK, special_tile, unpack_rgb
 
 IGNORE = 255
 TEXELS_PER_OBJECT = 64  # texture texels across one object height (texture sticks to the object)
