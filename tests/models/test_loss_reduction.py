@@ -1,0 +1,179 @@
+"""Loss reductions (issue 16) against an independent float64 NumPy formula with hand-derived gradients.
+
+``official`` + ``mmseg``: CE of bilinearly upsampled logits, sum over labelled pixels / ALL pixels.
+``official`` + ``vspw``: log_softmax at low resolution, upsampled log-probabilities, NLL mean over the labelled
+pixels of each group of clips, groups averaged. ``valid``: CE of upsampled logits / labelled pixels.
+The reference builds the bilinear (align_corners=False) interpolation as explicit matrices and writes the
+gradients in closed form, so it shares no code with torch's interpolate / cross_entropy / autograd.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vidseg.errors import ConfigError
+from vidseg.models.losses import (
+    PixelLoss,
+    all_pixel_cross_entropy,
+    seg_cross_entropy,
+    upsampled_log_prob_nll,
+)
+
+IGNORE = 255
+
+
+def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """[n_out, n_in] weights of 1-D bilinear resizing with align_corners=False (half-pixel centres)."""
+    w = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        src = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
+        i0 = min(int(np.floor(src)), n_in - 1)
+        i1 = min(i0 + 1, n_in - 1)
+        frac = src - i0
+        w[i, i0] += 1 - frac
+        w[i, i1] += frac
+    return w
+
+
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _up(z: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
+    return np.einsum("Hh,nkhw,Ww->nkHW", wy, z, wx)
+
+
+def _down(g: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
+    return np.einsum("Hh,nkHW,Ww->nkhw", wy, g, wx)
+
+
+def _onehot(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    valid = labels != IGNORE
+    oh = np.zeros((labels.shape[0], k, *labels.shape[1:]))
+    n, h, w = np.nonzero(valid)
+    oh[n, labels[valid], h, w] = 1.0
+    return oh, valid
+
+
+def reference_ce(z: np.ndarray, labels: np.ndarray, denominator: str) -> tuple[float, np.ndarray]:
+    """CE of upsampled logits; denominator "all" (mmseg) or "valid". Returns (loss, dloss/dz)."""
+    k, (hh, ww) = z.shape[1], labels.shape[1:]
+    wy, wx = bilinear_matrix(hh, z.shape[2]), bilinear_matrix(ww, z.shape[3])
+    p = _softmax(_up(z, wy, wx), 1)
+    oh, valid = _onehot(labels, k)
+    den = labels.size if denominator == "all" else max(valid.sum(), 1)
+    p_label = np.where(valid, (p * oh).sum(1), 1.0)
+    loss = -np.log(p_label).sum() / den
+    grad_u = (p - oh) * valid[:, None] / den
+    return loss, _down(grad_u, wy, wx)
+
+
+def reference_vspw(z: np.ndarray, labels: np.ndarray, group_rows: int) -> tuple[float, np.ndarray]:
+    """NLL of upsampled log_softmax, mean over labelled pixels per group of rows, groups averaged."""
+    n, k, (hh, ww) = z.shape[0], z.shape[1], labels.shape[1:]
+    wy, wx = bilinear_matrix(hh, z.shape[2]), bilinear_matrix(ww, z.shape[3])
+    logp_low = np.log(_softmax(z, 1))
+    u = _up(logp_low, wy, wx)
+    oh, valid = _onehot(labels, k)
+    starts = list(range(0, n, group_rows))
+    loss, grad_u = 0.0, np.zeros_like(u)
+    for s in starts:
+        sl = slice(s, s + group_rows)
+        count = valid[sl].sum()
+        if count == 0:
+            continue  # vidseg: an all-ignored group contributes 0
+        loss += -(u[sl] * oh[sl]).sum() / count / len(starts)
+        grad_u[sl] = -oh[sl] / count / len(starts)
+    grad_l = _down(grad_u, wy, wx)
+    grad_z = grad_l - _softmax(z, 1) * grad_l.sum(1, keepdims=True)
+    return loss, grad_z
+
+
+def hand_made_batch() -> tuple[np.ndarray, np.ndarray]:
+    """4 rows, 3 classes, logits 3x4 -> labels 7x9; labelled fractions differ per row; row 3 all ignored."""
+    rng = np.random.default_rng(16)
+    z = rng.normal(size=(4, 3, 3, 4)) * 2.0
+    labels = rng.integers(0, 3, size=(4, 7, 9))
+    labels[0, :5] = IGNORE      # row 0: 5 of 7 lines ignored
+    labels[1, :, 6:] = IGNORE   # row 1: a third ignored
+    labels[2, 3, 4] = IGNORE    # row 2: one pixel ignored
+    labels[3] = IGNORE          # row 3: nothing labelled
+    return z, labels
+
+
+def _torch_loss_and_grad(fn, z: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    loss = fn(zt, torch.tensor(labels))
+    loss.backward()
+    return loss.item(), zt.grad.numpy()
+
+
+@pytest.mark.parametrize("name", ["all", "valid"])
+def test_ce_reductions_match_the_reference(name: str) -> None:
+    z, labels = hand_made_batch()
+    fn = all_pixel_cross_entropy if name == "all" else seg_cross_entropy
+    loss, grad = _torch_loss_and_grad(fn, z, labels)
+    ref_loss, ref_grad = reference_ce(z, labels, name)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("group_rows", [0, 1, 2, 3])
+def test_vspw_nll_matches_the_reference(group_rows: int) -> None:
+    z, labels = hand_made_batch()
+    loss, grad = _torch_loss_and_grad(lambda a, b: upsampled_log_prob_nll(a, b, group_rows), z, labels)
+    ref_loss, ref_grad = reference_vspw(z, labels, group_rows or len(z))
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-14)
+
+
+def test_the_reductions_differ_on_this_batch() -> None:
+    """The batch separates the rules: the tests above could not pass with the wrong reduction."""
+    z, labels = hand_made_batch()
+    values = [reference_ce(z, labels, "all")[0], reference_ce(z, labels, "valid")[0],
+              reference_vspw(z, labels, 4)[0], reference_vspw(z, labels, 2)[0]]
+    assert min(abs(a - b) for i, a in enumerate(values) for b in values[i + 1:]) > 5e-3
+    # mmseg = valid x labelled fraction
+    frac = (labels != IGNORE).mean()
+    assert values[0] == pytest.approx(values[1] * frac, rel=1e-12)
+
+
+def test_vspw_nll_upsamples_log_probabilities_not_logits() -> None:
+    """No ignored pixel: still differs from CE of upsampled logits (issue 16, item 2)."""
+    z, labels = hand_made_batch()
+    labels = np.where(labels == IGNORE, 0, labels)
+    zt, lt = torch.tensor(z), torch.tensor(labels)
+    assert abs(upsampled_log_prob_nll(zt, lt).item() - seg_cross_entropy(zt, lt).item()) > 1e-3
+
+
+def test_all_ignored_gives_zero_not_nan_with_gradient() -> None:
+    z = torch.randn(2, 3, 3, 4, requires_grad=True)
+    labels = torch.full((2, 7, 9), IGNORE)
+    official_nll = torch.nn.NLLLoss(ignore_index=IGNORE)(
+        torch.nn.functional.interpolate(torch.log_softmax(z, 1), (7, 9), mode="bilinear"), labels)
+    assert torch.isnan(official_nll)  # what the official TCB code would train on
+    for rule in (PixelLoss("official", "vspw", 1), PixelLoss("official", "mmseg"), PixelLoss("valid")):
+        loss = rule(z, labels)
+        assert loss.item() == 0.0
+        loss.backward()
+        assert torch.isfinite(z.grad).all() and not z.grad.any()
+        z.grad = None
+
+
+def test_pixel_loss_dispatch_and_groups_of_whole_clips() -> None:
+    z, labels = hand_made_batch()
+    zt, lt = torch.tensor(z), torch.tensor(labels)
+    assert PixelLoss("valid", "vspw", 2)(zt, lt).item() == seg_cross_entropy(zt, lt).item()
+    assert PixelLoss("official", "mmseg", 2)(zt, lt).item() == all_pixel_cross_entropy(zt, lt).item()
+    # 2 clips of 2 frames, group_size 1 clip -> groups of 2 rows
+    assert PixelLoss("official", "vspw", 1)(zt, lt, rows_per_clip=2).item() == pytest.approx(
+        reference_vspw(z, labels, 2)[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [{"reduction": "mean"}, {"codebase": "torch"}, {"group_size": -1}])
+def test_pixel_loss_rejects_unknown_settings(kwargs: dict) -> None:
+    with pytest.raises(ConfigError):
+        PixelLoss(**kwargs)
