@@ -1,0 +1,1 @@
+"""Video panoptic segmentation: Clip-PanoFCN (and PanopticFCN as its one-frame case)."""
