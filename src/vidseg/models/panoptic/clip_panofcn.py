@@ -33,6 +33,7 @@ from torch import nn
 
 from vidseg.models.ops.dcn import ModulatedDeformConvWithOff
 from vidseg.models.panoptic.fpn import FPN, SemanticFPN
+from vidseg.models.panoptic.losses import PanopticFCNLoss
 from vidseg.models.panoptic.resnet_d2 import BLOCKS, Conv2d, ResNetD2
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -146,11 +147,13 @@ class ClipPanoFCN(nn.Module):
         semantic_fpn, feature_encoder, position_head, kernel_head: the heads.
         thing_generator, stuff_generator: ``KernelGenerator`` modules.
         num_thing: thing classes (58 for VIPSeg); num_stuff: stuff classes without the "thing" channel (66).
+        criterion: the training loss (default: VIPSeg categories); not part of the state dict.
     """
 
     def __init__(self, *, backbone: FPN, semantic_fpn: SemanticFPN, position_head: PositionHead,
                  kernel_head: KernelHead, feature_encoder: FeatureEncoder, thing_generator: KernelGenerator,
-                 stuff_generator: KernelGenerator, num_thing: int, num_stuff: int) -> None:
+                 stuff_generator: KernelGenerator, num_thing: int, num_stuff: int,
+                 criterion: PanopticFCNLoss | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.semantic_fpn = semantic_fpn
@@ -162,6 +165,7 @@ class ClipPanoFCN(nn.Module):
         self.num_thing = num_thing
         self.num_stuff = num_stuff
         self.head_levels = HEAD_LEVELS
+        self.criterion = criterion
 
     def forward(self, frames: torch.Tensor) -> dict:
         """frames [B, T, 3, H, W] (normalised) -> dict of per-frame, per-level outputs (module docstring)."""
@@ -184,6 +188,12 @@ class ClipPanoFCN(nn.Module):
         return {"centers": centers, "regions": regions, "kernels": kernels, "encode_feat": encode_feat,
                 "batch_size": b, "num_frames": t, "image_size": (h, w)}
 
+    def losses(self, outputs: dict, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted loss terms from ``forward``'s outputs and library panoptic ids labels [B, T, H, W]."""
+        if self.criterion is None:
+            self.criterion = PanopticFCNLoss()
+        return self.criterion(outputs, labels, thing_embed=self.thing_embed, stuff_embed=self.stuff_embed)
+
     def thing_embed(self, idx_feat: torch.Tensor) -> torch.Tensor:
         """Thing kernel features [N, C, K, P] -> dynamic kernels [N, 64, K, P] (``thing_generator.embed_extractor``)."""
         return self.thing_generator(idx_feat)
@@ -202,7 +212,7 @@ class ClipPanoFCN(nn.Module):
 def build_clip_panofcn(*, num_thing: int = 58, num_stuff: int = 66, blocks: Sequence[int] = BLOCKS[50],
                        width: int = 64, fpn_channels: int = 256, semantic_channels: int = 256,
                        head_channels: int = 256, encoder_channels: int = 64, gn_groups: int = 32,
-                       freeze_at: int = 2) -> ClipPanoFCN:
+                       freeze_at: int = 2, criterion: PanopticFCNLoss | None = None) -> ClipPanoFCN:
     """Build Clip-PanoFCN; the defaults are the official R50 VIPSeg model (36,978,766 parameters).
 
     Args:
@@ -211,6 +221,7 @@ def build_clip_panofcn(*, num_thing: int = 58, num_stuff: int = 66, blocks: Sequ
         fpn_channels, semantic_channels, head_channels, encoder_channels: widths (256, 256, 256, 64).
         gn_groups: GroupNorm groups (32; must divide the widths it normalises).
         freeze_at: ResNet stages frozen (2 = stem and res2, detectron2's default).
+        criterion: training loss (default: :class:`PanopticFCNLoss` with the VIPSeg categories).
     """
     bottom_up = ResNetD2(blocks, width=width, freeze_at=freeze_at)
     return ClipPanoFCN(
@@ -221,7 +232,7 @@ def build_clip_panofcn(*, num_thing: int = 58, num_stuff: int = 66, blocks: Sequ
         feature_encoder=FeatureEncoder(semantic_channels, encoder_channels),
         thing_generator=KernelGenerator(head_channels, encoder_channels),
         stuff_generator=KernelGenerator(head_channels, encoder_channels),
-        num_thing=num_thing, num_stuff=num_stuff,
+        num_thing=num_thing, num_stuff=num_stuff, criterion=criterion,
     )
 
 
