@@ -45,6 +45,30 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+EXIF_ORIENTATION = 0x0112
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def exif_orientation(img) -> int:
+    """EXIF orientation tag (1..8) of an open PIL image; 1 (upright) when absent or invalid."""
+    value = img.getexif().get(EXIF_ORIENTATION, 1)
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _upright(img):
+    """The PIL image turned upright by its EXIF orientation (the image itself when already upright)."""
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(img) if exif_orientation(img) != 1 else img
+
+
+def oriented_size(img) -> tuple[int, int]:
+    """(height, width) of an open PIL image after its EXIF orientation is applied (header only)."""
+    if exif_orientation(img) in _TRANSPOSED_ORIENTATIONS:
+        return img.width, img.height
+    return img.height, img.width
+
+
 def read_image(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
     """Read an image file into a numpy array, raising :class:`DataError` naming the file on any problem.
 
@@ -54,7 +78,9 @@ def read_image(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
             ``"RGB"`` converts other colour modes, the others are checked, not converted.
 
     Returns:
-        array [H, W] or [H, W, C] as stored (palette indices for ``P``).
+        array [H, W] or [H, W, C] as stored (palette indices for ``P``). ``"RGB"`` reads are frames: their EXIF
+        orientation is applied, as the official decoders (OpenCV ``IMREAD_COLOR``) do; other modes are masks,
+        read as stored (OpenCV ``IMREAD_UNCHANGED`` ignores the orientation too).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -68,6 +94,8 @@ def read_image(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
+            if mode == "RGB":
+                img = _upright(img)
             if mode == "RGB" and img.mode != "RGB":
                 img = img.convert("RGB")
             elif mode is not None and img.mode != mode and not (mode.startswith("I") and img.mode.startswith("I")):

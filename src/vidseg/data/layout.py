@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vidseg.errors import DataError
-from vidseg.fileio import read_image
+from vidseg.fileio import oriented_size, read_image
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".webm", ".mkv", ".m4v")
@@ -159,15 +159,18 @@ def raise_first(problems: list[DataError]) -> None:
         raise DataError(first.path, first.problem + more)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image from its header, without decoding; DataError if unreadable."""
+def image_size(path: Path, oriented: bool = False) -> tuple[int, int]:
+    """(height, width) of an image from its header, without decoding; DataError if unreadable.
+
+    With ``oriented`` the size is the frame's after its EXIF orientation (as :func:`vidseg.fileio.read_image`
+    returns RGB frames)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         if path.stat().st_size == 0:
             raise DataError(path, "zero-byte image file")
         with Image.open(path) as img:
-            return img.height, img.width
+            return oriented_size(img) if oriented else (img.height, img.width)
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:

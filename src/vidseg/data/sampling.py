@@ -28,6 +28,9 @@ import numpy as np
 
 Indices = tuple[int, ...]
 
+# What TCB's test rule does with supports before frame 0 (see :class:`TCBSampler`).
+SHORT_VIDEO_RULES = ("clamp", "wrap")
+
 # CFFM's official test-time clips for the first frames (VSS-CFFM, test pipeline; spec §2.6).
 CFFM_EARLY_CLIPS: dict[int, Indices] = {
     3: (0, 1, 2, 3),
@@ -93,19 +96,29 @@ class TCBSampler(_EveryFrameATarget):
 
     Train: with probability ``reverse_prob`` the frame list is reversed; t is uniform over ``list[:-max(d)]``;
     the supports are t+d in the (possibly reversed) list, so they are future or past frames 50/50.
-    Test (official rule): supports t+d unless ``t + max(d) >= num_frames``, then t-d (clamped at frame 0 for
-    videos shorter than ``max(d) + 1`` frames, where the official code would index out of range).
+    Test (official rule): supports t+d unless ``t + max(d) >= num_frames``, then t-d. In short videos t-d
+    can be negative; ``short_video`` says what happens then:
+
+    * ``"clamp"`` (default, for user videos): the support is frame 0 (``max(t - d, 0)``).
+    * ``"wrap"`` (the official ``TestDataset_longclip``, for parity on benchmarks): Python list indexing wraps
+      a negative index to the end of the video, ``t - d + num_frames`` (9 frames, target 0: supports
+      [6, 3, 0]). This only happens in videos of at most ``2 * max(d) - 1`` frames (17); in videos of at most
+      ``max(d) - 1`` frames (8) the official code fails with an IndexError, and so does this rule.
 
     Args:
         dilations: support distances, default (3, 6, 9).
         reverse_prob: probability of reversing the frame list in training.
+        short_video: ``"clamp"`` or ``"wrap"`` (above).
     """
 
     dilations: tuple[int, ...] = (3, 6, 9)
     reverse_prob: float = 0.5
+    short_video: str = "clamp"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dilations", _check_dilations(self.dilations))
+        if self.short_video not in SHORT_VIDEO_RULES:
+            raise ValueError(f"short_video must be one of {SHORT_VIDEO_RULES}, got {self.short_video!r}")
 
     @property
     def clip_length(self) -> int:
@@ -123,8 +136,13 @@ class TCBSampler(_EveryFrameATarget):
         _check_target(t, num_frames)
         if t + max(self.dilations) < num_frames:
             supports = [t + d for d in self.dilations]
-        else:
+        elif self.short_video == "clamp":
             supports = [max(t - d, 0) for d in self.dilations]
+        else:
+            if num_frames < max(self.dilations):
+                raise IndexError(f"TCB's official test rule needs videos of at least {max(self.dilations)} "
+                                 f"frames (the official loader fails on {num_frames}); use short_video='clamp'")
+            supports = [t - d if t >= d else t - d + num_frames for d in self.dilations]
         return (*supports, t)
 
 

@@ -10,7 +10,9 @@ Semantics follow mmseg 0.x (as used by VSS-CFFM, spec models.md §2.5): ``Resize
 no category covers ``cat_max_ratio`` or more of the crop (ignore excluded), checked on the *target* label;
 ``PhotoMetricDistortion`` applies brightness, contrast (before or after the colour changes), saturation and
 hue like mmseg's, per clip or per frame; ``Normalize`` uses ImageNet mean/std on RGB 0..255; ``Pad`` pads
-bottom/right to the crop size with 0 (image) and 255 (labels). TCB's discrete scales {0.8, 1.0, 1.5, 2.0}
+bottom/right to the crop size with 0 (image) and 255 (labels). The official *test* resize (``AlignedResize``:
+keep-ratio rescale, then a second resize stretching to a multiple of 32) is :func:`aligned_resize`; the
+official training pipelines resize once (``Resize``), as :class:`Resize` does. TCB's discrete scales {0.8, 1.0, 1.5, 2.0}
 are :class:`RandomScale`. OpenCV does the pixel work (cv2.resize / cvtColor); writing our own would be
 slower and is not needed.
 """
@@ -27,6 +29,31 @@ from vidseg.structures import IGNORE_LABEL, Clip
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel input normalisation of RGB frames: ``(x / input_scale - mean) / std`` in float32.
+
+    The two official variants give float32 results that differ in the last bit, so each model's registry entry
+    names the one its official test uses (:data:`NORMALIZATIONS`).
+
+    Attributes:
+        mean: per-channel mean, in the units of ``x / input_scale``.
+        std: per-channel std, same units.
+        input_scale: 1 for mmcv ``imnormalize`` on 0..255 (CFFM, SegFormer); 255 for ``x / 255`` followed by
+            torchvision ``Normalize`` (TCB's ``dataset2.py``).
+    """
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_scale: float = 1.0
+
+
+NORMALIZATIONS: dict[str, Normalization] = {
+    "mmseg": Normalization(),
+    "torchvision": Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 255.0),
+}
 
 
 @dataclass
@@ -78,13 +105,9 @@ Transform = Callable[[ClipData, np.random.Generator], ClipData]
 
 def resize_clip(data: ClipData, size_hw: tuple[int, int]) -> ClipData:
     """Resize every frame (bilinear) and label (nearest) to ``size_hw`` = (H, W)."""
-    import cv2
-
-    h, w = size_hw
-    if (h, w) == data.size:
+    if tuple(size_hw) == data.size:
         return data
-    return data.map(lambda f: cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR),
-                    lambda lab: cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST))
+    return data.map(lambda f: resize_image(f, size_hw, "bilinear"), lambda lab: resize_image(lab, size_hw, "nearest"))
 
 
 def rescale_size(size_hw: tuple[int, int], scale_wh: tuple[int, int]) -> tuple[int, int]:
@@ -105,7 +128,8 @@ def rescale_size(size_hw: tuple[int, int], scale_wh: tuple[int, int]) -> tuple[i
 
 def aligned_size(size_hw: tuple[int, int], scale_wh: tuple[int, int] | None, size_divisor: int = 32
                  ) -> tuple[int, int]:
-    """CFFM's test ``AlignedResize``: keep-ratio rescale into ``scale_wh``, then round UP to the divisor.
+    """Output size of the official test ``AlignedResize``: keep-ratio rescale into ``scale_wh``, then round UP
+    to the divisor.
 
     E.g. 480x854 into (853, 480) -> 480x853 -> 480x864. ``scale_wh=None`` skips the rescale.
     """
@@ -114,6 +138,44 @@ def aligned_size(size_hw: tuple[int, int], scale_wh: tuple[int, int] | None, siz
         h = int(np.ceil(h / size_divisor)) * size_divisor
         w = int(np.ceil(w / size_divisor)) * size_divisor
     return h, w
+
+
+def resize_image(img: np.ndarray, size_hw: tuple[int, int], interpolation: str = "bilinear") -> np.ndarray:
+    """``cv2.resize`` to ``size_hw`` = (H, W) (bilinear = INTER_LINEAR, nearest = INTER_NEAREST); no-op when
+    the size is already right."""
+    import cv2
+
+    if tuple(img.shape[:2]) == tuple(size_hw):
+        return img
+    flag = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}[interpolation]
+    return cv2.resize(img, (int(size_hw[1]), int(size_hw[0])), interpolation=flag)
+
+
+def aligned_resize(img: np.ndarray, scale_wh: tuple[int, int] | None, size_divisor: int = 1,
+                   interpolation: str = "bilinear") -> np.ndarray:
+    """The official test resize (mmseg ``AlignedResize``, VSS-CFFM / NVlabs SegFormer), in its two steps.
+
+    1. ``mmcv.imrescale``: keep-ratio resize from the original image to :func:`rescale_size` of ``scale_wh``
+       (skipped when ``scale_wh`` is None).
+    2. ``_align``: resize (stretch, no padding) the result of step 1 to the next multiples of ``size_divisor``.
+
+    Both steps resample, so the result differs from one resize straight to :func:`aligned_size` (the pixel
+    values, not the size). Labels use ``interpolation="nearest"``.
+
+    Args:
+        img: uint8 [H, W, 3] or [H, W].
+        scale_wh: (long, short) keep-ratio target edges, e.g. (853, 480), or None.
+        size_divisor: 1 skips step 2.
+        interpolation: "bilinear" (cv2 INTER_LINEAR, mmcv's default) or "nearest".
+
+    Returns:
+        the resized array, of size :func:`aligned_size` ``(img.shape[:2], scale_wh, size_divisor)``.
+    """
+    if scale_wh is not None:
+        img = resize_image(img, rescale_size(img.shape[:2], scale_wh), interpolation)
+    if size_divisor > 1:
+        img = resize_image(img, aligned_size(img.shape[:2], None, size_divisor), interpolation)
+    return img
 
 
 @dataclass(frozen=True)
@@ -297,12 +359,18 @@ class Pad:
 
 
 def normalize_frames(frames: np.ndarray | torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
-                     std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """uint8 RGB frames [..., H, W, 3] -> float32 [..., 3, H, W], ``(x - mean) / std`` per channel."""
+                     std: Sequence[float] = IMAGENET_STD, input_scale: float = 1.0) -> torch.Tensor:
+    """uint8 RGB frames [..., H, W, 3] -> float32 [..., 3, H, W], ``(x / input_scale - mean) / std`` per channel.
+
+    With the defaults this equals mmcv ``imnormalize`` bit for bit; with :data:`NORMALIZATIONS` ``["torchvision"]``
+    it equals ``np.float32(img) / 255.`` followed by torchvision ``Normalize``.
+    """
     if isinstance(frames, np.ndarray):
         x = torch.from_numpy(frames.astype(np.float32))  # a fresh, writable float copy
     else:
         x = frames.to(torch.float32)
+    if input_scale != 1.0:
+        x = x / float(input_scale)
     m = torch.tensor(mean, dtype=torch.float32)
     s = torch.tensor(std, dtype=torch.float32)
     x = (x - m) / s
@@ -315,9 +383,10 @@ class ToTensor:
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    input_scale: float = 1.0
 
     def __call__(self, data: ClipData) -> Clip:
-        frames = normalize_frames(np.stack(data.frames), self.mean, self.std)
+        frames = normalize_frames(np.stack(data.frames), self.mean, self.std, self.input_scale)
         labels = None
         if data.labels is not None:
             labels = torch.from_numpy(np.stack(data.labels).astype(np.int64))
@@ -360,8 +429,28 @@ def tcb_train_transform(crop: int = 479) -> Compose:
     ))
 
 
-def eval_transform(img_scale: tuple[int, int] | None = None) -> Compose:
-    """Evaluation: optional keep-ratio resize into ``img_scale`` (no randomness), then normalise."""
-    if img_scale is None:
-        return Compose(())
-    return Compose((Resize(img_scale, None),))
+@dataclass(frozen=True)
+class AlignedResize:
+    """The official test resize of every frame (bilinear) and label (nearest): :func:`aligned_resize`.
+
+    Args:
+        img_scale: (long, short) keep-ratio target, or None for the frame's own size.
+        size_divisor: stretch to multiples of this afterwards (1: no alignment).
+    """
+
+    img_scale: tuple[int, int] | None = (853, 480)
+    size_divisor: int = 32
+
+    def __call__(self, data: ClipData, rng: np.random.Generator) -> ClipData:
+        return data.map(lambda f: aligned_resize(f, self.img_scale, self.size_divisor, "bilinear"),
+                        lambda lab: aligned_resize(lab, self.img_scale, self.size_divisor, "nearest"))
+
+
+def eval_transform(img_scale: tuple[int, int] | None = None, size_divisor: int = 1,
+                   normalization: Normalization = NORMALIZATIONS["mmseg"]) -> Compose:
+    """Evaluation: the official test resize (:class:`AlignedResize`; none when ``img_scale`` is None and
+    ``size_divisor`` is 1), no randomness, then ``normalization``."""
+    to_tensor = ToTensor(normalization.mean, normalization.std, normalization.input_scale)
+    if img_scale is None and size_divisor <= 1:
+        return Compose((), to_tensor)
+    return Compose((AlignedResize(img_scale, size_divisor),), to_tensor)

@@ -115,7 +115,8 @@ class VideoFile:
 
 
 class FrameFolder:
-    """A folder of frame images read lazily in file-name order.
+    """A folder of frame images read lazily in file-name order, turned upright by their EXIF orientation (as
+    the official test pipelines' OpenCV decode does).
 
     Args:
         path: the folder.
@@ -131,7 +132,7 @@ class FrameFolder:
             raise DataError(self.path, "empty video folder: no frames")
         self.fps = float(fps)
         self.num_frames = len(self.frames)
-        self.size = image_size(self.frames[0])
+        self.size = image_size(self.frames[0], oriented=True)
         self.codec = "images"
 
     def __len__(self) -> int:
