@@ -81,7 +81,7 @@ def _top_positions(center_logits: torch.Tensor, tgt: LevelTargets, b: int, t: in
     k = tgt.thing_masks.shape[1]
     masks = F.interpolate(_frame_major(tgt.thing_masks), size=(hl, wl), mode="bilinear", align_corners=False)
     masks = masks.view(b, t, k, hl, wl).transpose(1, 2)  # [B, K, T, h, w]
-    probs = center_logits.view(b, t, -1, hl, wl).sigmoid()
+    probs = center_logits.float().view(b, t, -1, hl, wl).sigmoid()
     cls = tgt.thing_class.view(b, k, 1, 1, 1).expand(b, k, t, hl, wl)
     chosen = torch.gather(probs.transpose(1, 2), 1, cls)  # [B, K, T, h, w]: the instance's class channel
     keep = (masks > 0.1) & (masks < 255)
@@ -119,8 +119,8 @@ def _dice_terms(mask_logits: torch.Tensor, targets: torch.Tensor, weights: torch
         weights: [R, P] (normalised here over P) or None.
         valid: [R] bool.
     """
-    logits = mask_logits[valid]
-    tgt = targets[valid].to(logits.dtype)
+    logits = mask_logits[valid].float()
+    tgt = targets[valid].float()
     if weights is None:
         return dice_loss(torch.sigmoid(logits), tgt).sum()
     w = weights[valid]
@@ -179,8 +179,8 @@ class PanopticFCNLoss:
         th_feats, th_weights, st_feats = [], [], []
         for center, region, kernel, tgt in zip(outputs["centers"], outputs["regions"], outputs["kernels"],
                                                targets, strict=True):
-            pos_th.append(sigmoid_focal_loss(center, tgt.centers.to(center.dtype), self.alpha, self.gamma).sum())
-            focal_st = sigmoid_focal_loss(region, tgt.regions.to(region.dtype), self.alpha, self.gamma)
+            pos_th.append(sigmoid_focal_loss(center.float(), tgt.centers, self.alpha, self.gamma).sum())
+            focal_st = sigmoid_focal_loss(region.float(), tgt.regions, self.alpha, self.gamma)
             pos_st.append(focal_st.flatten(2).mean(-1).sum())
             values, index = _top_positions(center, tgt, b, t, self.pos_num)
             th_feats.append(_gather_kernels(kernel, index))

@@ -198,21 +198,29 @@ def _lut(values: Sequence[int], fill: int, device: torch.device) -> torch.Tensor
     return torch.tensor([*values, fill], dtype=torch.long, device=device)
 
 
-def _split_ids(ids: torch.Tensor, cfg: TargetConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(category index into the LUTs with void = K, thing channel per pixel or -1) of ids [T, H, W]."""
+def category_index(ids: torch.Tensor, cfg: TargetConfig) -> torch.Tensor:
+    """Category of every pixel of panoptic ids, as an index into the LUTs (void and unknown -> K)."""
     k = len(cfg.thing_channel)
     cat = torch.div(ids, cfg.label_divisor, rounding_mode="floor") - 1
-    cat = torch.where((ids <= 0) | (cat < 0) | (cat >= k), k, cat)
-    return cat, _lut(cfg.thing_channel, -1, ids.device)[cat]
+    return torch.where((ids <= 0) | (cat < 0) | (cat >= k), k, cat)
 
 
-def stuff_quarter_maps(ids: torch.Tensor, cfg: TargetConfig, size: tuple[int, int]) -> torch.Tensor:
-    """One-hot region channels (void excluded) bilinearly resized to the 1/4 size: [T, R, h4, w4] float."""
-    cat, _ = _split_ids(ids, cfg)
-    channel = _lut(cfg.stuff_channel, cfg.num_regions, ids.device)[cat]  # void -> R (dropped)
-    t = ids.shape[0]
-    out = torch.zeros(t, cfg.num_regions, *size, device=ids.device)
-    present = [int(c) for c in torch.unique(channel) if int(c) < cfg.num_regions]
+def _present(values: torch.Tensor, below: int) -> list[int]:
+    """Sorted distinct values of a non-negative integer tensor that are below ``below``."""
+    counts = torch.bincount(values.flatten(), minlength=below)[:below]
+    return counts.nonzero().flatten().tolist()
+
+
+def stuff_quarter_maps(cat: torch.Tensor, cfg: TargetConfig, size: tuple[int, int]) -> torch.Tensor:
+    """One-hot region channels (void excluded) bilinearly resized to the 1/4 size: [T, R, h4, w4] float.
+
+    Args:
+        cat: :func:`category_index` of a clip's ids [T, H, W].
+    """
+    channel = _lut(cfg.stuff_channel, cfg.num_regions, cat.device)[cat]  # void -> R (dropped)
+    t = cat.shape[0]
+    out = torch.zeros(t, cfg.num_regions, *size, device=cat.device)
+    present = _present(channel, cfg.num_regions)
     if present:
         onehot = torch.stack([(channel == c).float() for c in present], dim=1)  # only present channels
         out[:, present] = F.interpolate(onehot, size=size, mode="bilinear", align_corners=False)
@@ -231,10 +239,19 @@ class ClipThings:
     scale: torch.Tensor
 
 
-def clip_things(ids: torch.Tensor, cfg: TargetConfig) -> ClipThings:
-    """Thing instances of a clip's ids [T, H, W] (segments of thing categories present in any frame)."""
-    _, thing = _split_ids(ids, cfg)
-    seg_ids = torch.unique(ids[thing >= 0])
+def clip_things(ids: torch.Tensor, cfg: TargetConfig, cat: torch.Tensor | None = None) -> ClipThings:
+    """Thing instances of a clip's ids [T, H, W] (segments of thing categories present in any frame).
+
+    Args:
+        ids: library panoptic ids of one clip.
+        cfg: category tables.
+        cat: :func:`category_index` of ``ids`` when already computed.
+    """
+    cat = category_index(ids, cfg) if cat is None else cat
+    thing = _lut(cfg.thing_channel, -1, ids.device)[cat]
+    thing_ids = torch.where(thing >= 0, ids, 0)
+    seg_ids = torch.tensor([i for i in _present(thing_ids, int(thing_ids.max()) + 1) if i > 0],
+                           dtype=ids.dtype, device=ids.device)
     t, h, w = ids.shape
     h4, w4 = int(h / cfg.common_stride + 0.5), int(w / cfg.common_stride + 0.5)
     if len(seg_ids) == 0:
@@ -350,8 +367,9 @@ def build_targets(labels: torch.Tensor, level_shapes: Sequence[tuple[int, int]],
     image_shape = image_shape or (h, w)
     levels: list[list[tuple]] = [[] for _ in level_shapes]
     for ids in labels.long():
-        things = clip_things(ids, cfg)
-        quarter = _place(stuff_quarter_maps(ids, cfg, tuple(things.masks.shape[-2:])), mask_shape)
+        cat = category_index(ids, cfg)
+        things = clip_things(ids, cfg, cat)
+        quarter = _place(stuff_quarter_maps(cat, cfg, tuple(things.masks.shape[-2:])), mask_shape)
         things.masks = _place(things.masks, mask_shape)
         for li, (shape, scale_range) in enumerate(zip(level_shapes, cfg.instance_scales, strict=True)):
             thing_part = _assign_things(things, cfg, scale_range, image_shape, mask_shape, tuple(shape))
