@@ -2,11 +2,8 @@
 
 Restatements (written from the official code's behaviour, not from vidseg):
 
-* mmcv 1.3 ``imrescale``: ``factor = min(long / max(h, w), short / min(h, w))``, new edges ``int(x * factor + 0.5)``,
-  one ``cv2.resize`` INTER_LINEAR from the original; mmseg ``AlignedResize._align`` then resizes that result again
-  to ``ceil(edge / divisor) * divisor`` (no padding).
-* mmcv ``imnormalize``: float32 image, ``cv2.subtract`` the float64 mean, ``cv2.multiply`` by float64 ``1 / std``.
-* TCB ``dataset2.py``: ``np.float32(img) / 255.`` then torchvision ``Normalize`` (``sub_(mean).div_(std)``).
+* Resize and normalisation: ``tests/official_restatement.py`` (mmcv ``imrescale`` + ``AlignedResize._align``,
+  mmcv ``imnormalize``, TCB's ``x / 255`` + torchvision ``Normalize``).
 * Decoding: OpenCV ``IMREAD_COLOR`` (applies the EXIF orientation), BGR -> RGB.
 * TCB ``TestDataset_longclip``: ``imglist[t + d]`` unless ``t + 9 >= len``, else ``imglist[t - d]`` (negative
   indices wrap like Python lists; below -len they raise IndexError).
@@ -23,6 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
+from official_restatement import aligned_resize as official_aligned_resize
+from official_restatement import imnormalize, tcb_normalize
 from vidseg.data.sampling import TCBSampler
 from vidseg.data.transforms import (
     NORMALIZATIONS,
@@ -46,28 +45,6 @@ def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
     small = rng.integers(0, 256, (max(h // 8, 2), max(w // 8, 2), 3)).astype(np.uint8)
     img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
     img[h // 3: h // 3 + 5] = 255  # a sharp stripe
-    return img
-
-
-def official_aligned_resize(img: np.ndarray, scale: tuple[int, int], divisor: int) -> np.ndarray:
-    """mmcv.imrescale (cv2 INTER_LINEAR) + AlignedResize._align, restated."""
-    h, w = img.shape[:2]
-    factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
-    new_w, new_h = int(w * float(factor) + 0.5), int(h * float(factor) + 0.5)
-    img = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    align_h = int(np.ceil(img.shape[0] / divisor)) * divisor
-    align_w = int(np.ceil(img.shape[1] / divisor)) * divisor
-    return cv2.resize(img, (align_w, align_h), interpolation=cv2.INTER_LINEAR)
-
-
-def official_imnormalize(rgb: np.ndarray) -> np.ndarray:
-    """mmcv.imnormalize(bgr, mean, std, to_rgb=True) on the BGR image mmcv decodes, restated -> [H, W, 3]."""
-    img = rgb[:, :, ::-1].astype(np.float32)  # what mmcv decodes (BGR), as float32
-    mean = np.float64(np.array([123.675, 116.28, 103.53], np.float32).reshape(1, -1))
-    stdinv = 1 / np.float64(np.array([58.395, 57.12, 57.375], np.float32).reshape(1, -1))
-    cv2.cvtColor(img, cv2.COLOR_BGR2RGB, img)
-    cv2.subtract(img, mean, img)
-    cv2.multiply(img, stdinv, img)
     return img
 
 
@@ -135,10 +112,9 @@ def test_normalisation_matches_mmcv_and_torchvision_bitwise():
     img = np.stack(np.meshgrid(np.arange(256), np.arange(256)[::-1]), -1)
     img = np.concatenate([img, (img[..., :1] * 7) % 256], -1).astype(np.uint8)  # every value in every channel
     ours = normalize_frames(img).permute(1, 2, 0).numpy()
-    assert np.array_equal(ours, official_imnormalize(img))
+    assert np.array_equal(ours, imnormalize(np.ascontiguousarray(img[:, :, ::-1])))  # mmcv decodes BGR
     tv = NORMALIZATIONS["torchvision"]
-    x = torch.from_numpy(np.float32(img) / 255.).permute(2, 0, 1)
-    ref = x.sub(torch.tensor([0.485, 0.456, 0.406])[:, None, None]).div(torch.tensor([0.229, 0.224, 0.225])[:, None, None])
+    ref = tcb_normalize(img)
     theirs = normalize_frames(img, tv.mean, tv.std, tv.input_scale)
     assert torch.equal(theirs, ref)
     assert not torch.equal(theirs, normalize_frames(img))  # the two conventions differ in the last bits

@@ -1,0 +1,105 @@
+"""Each model family's official test-time settings: what its paper's test script feeds the model.
+
+A registry entry carries one :class:`TestSettings` (``ModelEntry.test``); ``vidseg segment``, ``predict``,
+``pseudo-label`` and ``export`` use it unless the user overrides a field, and ``vidseg models --json`` shows it.
+The facts (``specs/models.md`` §1.5-1.7, §2.6, §3 and the official repositories):
+
+* CFFM (VSS-CFFM ``local_configs/_base_/datasets/vspw_repeat2.py``): ``MultiScaleFlipAug(img_scale=(853, 480))``
+  + ``AlignedResize_clips(keep_ratio, size_divisor=32)``, mmcv normalisation, clips [t-9, t-6, t-3, t] with the
+  hard-coded early clips. Its ``tools/test.py --aug-test`` does not run for CFFM (``aug_test`` calls
+  ``inference`` without ``num_clips``: TypeError), so ``--tta`` on CFFM is vidseg's own multi-scale test.
+* SegFormer (NVlabs/SegFormer ``ade20k_repeat.py``, and VSS-CFFM's SegFormer VSPW configs): img_scale
+  (2048, 512) for ADE20K, (853, 480) for the VSPW configs, size_divisor 32; ``--aug-test`` ratios per dataset.
+* TCB (sssdddwww2/CVPR2021_VSPW_Implement ``test_clip2.py`` + ``dataset2.py`` via
+  ``scripts/run_temporal_{psp,ocr}.sh``): frames at their own size (VSPW 480p), ``x / 255`` then torchvision
+  ``Normalize``, future supports t+3/6/9 (past near the end: ``--mode offline``), the object-region memory
+  on (``USEMEMORY=True``, the official FIFO rule), negative support indices wrapping to the end of short
+  videos (``short_video="wrap"``). No multi-scale test in the official code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from vidseg.data.sampling import SHORT_VIDEO_RULES
+from vidseg.data.transforms import NORMALIZATIONS, Normalization
+from vidseg.errors import ConfigError
+from vidseg.inference.rules import MODES
+from vidseg.inference.tta import TTA, TTA_SCALES
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """How a model's official test prepares frames and picks clips.
+
+    Attributes:
+        img_scale: (long, short) keep-ratio test scale of ``AlignedResize``; None keeps the frame size.
+        size_divisor: the second resize stretches to multiples of this (1: none).
+        normalization: a key of :data:`vidseg.data.transforms.NORMALIZATIONS` (``"mmseg"``, ``"torchvision"``).
+        mode: ``"online"`` (past frames only) or ``"offline"`` (TCB's future supports).
+        short_video: TCB's rule for supports before frame 0 in the official protocol: ``"wrap"`` (official,
+            :class:`vidseg.data.sampling.TCBSampler`) or ``"clamp"``. ``vidseg segment`` (user videos) clamps
+            unless asked; ``vidseg predict`` (benchmark folders) uses this value.
+        model_kwargs: build arguments the official test implies (TCB-OCR-mem: ``{"memory": "official"}``).
+        tta_dataset: the key of :data:`vidseg.inference.tta.TTA_SCALES` whose ratios ``--tta`` uses.
+        official_tta: whether the official code has a working multi-scale test for this model.
+        source: the official script/config these settings come from.
+    """
+
+    img_scale: tuple[int, int] | None = None
+    size_divisor: int = 1
+    normalization: str = "mmseg"
+    mode: str = "online"
+    short_video: str = "clamp"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    tta_dataset: str = "vspw"
+    official_tta: bool = True
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(f"normalization must be one of {sorted(NORMALIZATIONS)}, got {self.normalization!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.short_video not in SHORT_VIDEO_RULES:
+            raise ConfigError(f"short_video must be one of {SHORT_VIDEO_RULES}, got {self.short_video!r}")
+        if self.tta_dataset not in TTA_SCALES:
+            raise ConfigError(f"tta_dataset must be one of {sorted(TTA_SCALES)}, got {self.tta_dataset!r}")
+        if self.size_divisor < 1:
+            raise ConfigError(f"size_divisor must be >= 1, got {self.size_divisor}")
+
+    @property
+    def norm(self) -> Normalization:
+        """The :class:`Normalization` named by ``normalization``."""
+        return NORMALIZATIONS[self.normalization]
+
+    def tta(self) -> TTA:
+        """The multi-scale + flip test of ``tta_dataset``."""
+        return TTA.for_dataset(self.tta_dataset)
+
+    def with_overrides(self, **overrides: Any) -> TestSettings:
+        """A copy with the fields the user gave (None values are ignored)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (``img_scale`` as a list or None)."""
+        out = asdict(self)
+        out["img_scale"] = list(self.img_scale) if self.img_scale is not None else None
+        return out
+
+
+CFFM_TEST = TestSettings(img_scale=(853, 480), size_divisor=32, official_tta=False,
+                         source="VSS-CFFM local_configs/_base_/datasets/vspw_repeat2.py test_pipeline")
+SEGFORMER_ADE_TEST = TestSettings(img_scale=(2048, 512), size_divisor=32, tta_dataset="ade20k",
+                                  source="NVlabs/SegFormer local_configs/_base_/datasets/ade20k_repeat.py test_pipeline")
+SEGFORMER_VSPW_TEST = TestSettings(img_scale=(853, 480), size_divisor=32,
+                                   source="VSS-CFFM local_configs/_base_/datasets/vspw_repeat2_forFLOW_"
+                                          "newPhotoMetricDistortion.py test_pipeline")
+TCB_TEST = TestSettings(normalization="torchvision", mode="offline", short_video="wrap", official_tta=False,
+                        source="CVPR2021_VSPW_Implement test_clip2.py + dataset2.py TestDataset_longclip "
+                               "(scripts/run_temporal_*.sh)")
+TCB_MEM_TEST = replace(TCB_TEST, model_kwargs={"memory": "official"})
+VSPW_IMAGE_TEST = TestSettings(normalization="torchvision", official_tta=False,
+                               source="CVPR2021_VSPW_Implement test.py + dataset2.py TestDataset (scripts/run_psp.sh)")
+PLAIN_TEST = TestSettings(source="no official test script in vidseg's references: frames as they are")
