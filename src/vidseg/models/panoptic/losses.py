@@ -154,10 +154,13 @@ class PanopticFCNLoss:
         self.weight_order = weight_order
 
     def targets(self, outputs: dict[str, Any], labels: torch.Tensor) -> list[LevelTargets]:
-        """Targets for ``outputs`` (sizes taken from its heatmaps and ``encode_feat``) and ids [B, T, H, W]."""
+        """Targets for ``outputs`` and ids [B, T, H, W]: heatmap sizes from ``centers``, the mask size from
+        ``encode_feat``, and the padded input size (the official box rescale uses it) as 4 x the mask size."""
         shapes = [tuple(c.shape[-2:]) for c in outputs["centers"]]
         mask_shape = tuple(outputs["encode_feat"].shape[-2:])
-        return build_targets(labels, shapes, mask_shape, self.target_cfg)
+        stride = self.target_cfg.common_stride
+        image_shape = (mask_shape[0] * stride, mask_shape[1] * stride)
+        return build_targets(labels, shapes, mask_shape, self.target_cfg, image_shape=image_shape)
 
     def __call__(self, outputs: dict[str, Any], labels: torch.Tensor, *,
                  thing_embed: Callable[[torch.Tensor], torch.Tensor],
