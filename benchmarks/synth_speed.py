@@ -57,8 +57,8 @@ def bench_write(kind, size, frames, videos) -> float:
 
 
 def main() -> None:
-    from vidseg.cli.common import format_table
     from vidseg.data.synth import parse_size
+    from vidseg.tables import format_table
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="480x853", help="frame size HxW")

@@ -88,13 +88,13 @@ class StepGraph(nn.Module):
 
 
 def _check_exportable(model: nn.Module, step: bool) -> int:
-    offsets = tuple(getattr(model, "support_offsets", ()))
+    offsets = tuple(model.support_offsets)
     if not step and offsets:
         raise ConfigError(f"{type(model).__name__} is a video model (support offsets {offsets}); export its "
                           "per-frame step with step=True (--step)")
     if step and not offsets:
         raise ConfigError(f"{type(model).__name__} is an image model: export it without step")
-    if getattr(model, "use_memory", False):
+    if model.stateful:
         raise ConfigError("models with a test-time memory (tcb_ocr_mem_*) keep state across frames that the "
                           "step graph does not carry; export tcb_ocr_r101 instead")
     return len(offsets)
@@ -179,7 +179,7 @@ def check_onnx(model: nn.Module, path: str | os.PathLike, *, step: bool = False,
     """
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    n = len(getattr(model, "support_offsets", ())) + 1 if step else 1
+    n = len(model.support_offsets) + 1 if step else 1
     if frames is None:
         frames = [torch.randn(1, 3, *image_size, generator=gen) for _ in range(n)]
     if not step:

@@ -25,10 +25,8 @@ class ToySegmenter(nn.Module):
         torch.manual_seed(seed)
         self.num_classes = num_classes
         self.support_offsets = tuple(support_offsets)
-        if offline_support_offsets is not None:
-            self.offline_support_offsets = tuple(offline_support_offsets)
-        if cffm_like:
-            self.num_clips = len(self.support_offsets) + 1
+        self.offline_support_offsets = tuple(offline_support_offsets or ())
+        self.test_rule = "cffm" if cffm_like else ("tcb" if offline_support_offsets is not None else "offsets")
         self.stateful = stateful
         self.backbone = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
                                       nn.Conv2d(width, width, 3, 1, 1))
@@ -64,6 +62,9 @@ class ToySegmenter(nn.Module):
 
     def losses(self, outputs, labels):
         return {"loss": F.cross_entropy(outputs, labels[:, -1], ignore_index=255)}
+
+    def support_features(self, features):
+        return features
 
     def reset_state(self) -> None:
         self.memory = None

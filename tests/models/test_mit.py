@@ -37,9 +37,9 @@ def test_output_shapes_at_awkward_size():
     h, w = 67, 93
     with torch.no_grad():
         feats = model(torch.randn(2, 3, h, w))
-    assert model.out_channels == (32, 64, 160, 256) and model.strides == (4, 8, 16, 32)
+    assert model.out_channels == (32, 64, 160, 256) and model.out_strides == (4, 8, 16, 32)
     assert model.output_shape() == {"c1": (32, 4), "c2": (64, 8), "c3": (160, 16), "c4": (256, 32)}
-    for f, c, s in zip(feats, model.out_channels, model.strides):
+    for f, c, s in zip(feats, model.out_channels, model.out_strides):
         assert tuple(f.shape) == (2, c, math.ceil(h / s), math.ceil(w / s))
 
 

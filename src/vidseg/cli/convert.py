@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidseg.cli.common import format_table
     from vidseg.data.tools.convert import convert_vipseg_720p, convert_vspw_480p
+    from vidseg.tables import format_table
 
     if args.conversion == "vspw-480p":
         counts = convert_vspw_480p(args.src, args.out, height=args.height, progress=not args.quiet)

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_basic(args: argparse.Namespace, size: tuple[int, int]) -> int:
-    from vidseg.cli.common import format_table, write_json
+    from vidseg.tables import format_table, write_json
     from vidseg.viz.demo import run_basic_demo
 
     result = run_basic_demo(args.out, videos=args.videos, frames=args.frames, size=size, seed=args.seed,
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     height, width = parse_size(args.size)
     if args.basic:
         return _run_basic(args, (height, width))
-    from vidseg.cli.common import write_json
     from vidseg.engine.demo import DemoSize, run_demo
+    from vidseg.tables import write_json
 
     d = DemoSize()
     size = DemoSize(videos=args.videos, frames=args.frames, height=height, width=width, iters=args.iters,

@@ -31,9 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidseg.cli.common import format_table, write_json
-    from vidseg.cli.eval_vspw import _jsonable
     from vidseg.metrics.davis import GLOBAL_COLUMNS, evaluate_davis_folder
+    from vidseg.tables import format_table, jsonable, write_json
 
     csv_dir = None if args.no_csv else (args.csv_dir or args.results)
     res = evaluate_davis_folder(args.davis, args.results, task=args.task, year=args.year, subset=args.set,
@@ -43,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"DAVIS {args.year} {args.set} ({args.task}): {res['num_objects']} objects, protocol {res['protocol']}")
     print(format_table([[100.0 * res[c] for c in cols]], cols))
     if args.json:
-        write_json(args.json, _jsonable(res))
+        write_json(args.json, jsonable(res))
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
 
 HELP = "VIPSeg video panoptic metrics: VPQ^k (k=1,2,4,6,8 by default), VPQ_final, STQ/AQ/SQ."
 
@@ -43,21 +42,9 @@ def _pct(v: float) -> float | str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else 100.0 * v
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return None if math.isnan(obj) else obj
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item"):
-        return _jsonable(obj.item())
-    return obj
-
-
 def format_results(res: dict, per_category: bool = False) -> str:
     """Readable tables (percentages) of the dict returned by ``evaluate_vipseg_folder``."""
-    from vidseg.cli.common import format_table
+    from vidseg.tables import format_table
 
     rows = [[f"VPQ^{k}", _pct(v["all"]), _pct(v["thing"]), _pct(v["stuff"])] for k, v in res["VPQ"].items()]
     fin = res["VPQ_final"]
@@ -73,8 +60,8 @@ def format_results(res: dict, per_category: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidseg.cli.common import write_json
     from vidseg.metrics.vipseg_eval import evaluate_vipseg_folder
+    from vidseg.tables import jsonable, write_json
 
     res = evaluate_vipseg_folder(args.gt_json, args.gt_dir, args.pred, ks=_parse_ks(args.k),
                                  protocol=args.protocol, workers=args.workers, short_videos=args.short_videos,
@@ -82,5 +69,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"VIPSeg ({res['videos']} videos, {res['frames']} frames, protocol {res['protocol']})")
     print(format_results(res, args.per_category))
     if args.json:
-        write_json(args.json, _jsonable(res))
+        write_json(args.json, jsonable(res))
     return 0

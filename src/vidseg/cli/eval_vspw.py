@@ -30,9 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidseg.cli.common import format_table, write_json
     from vidseg.errors import ConfigError
     from vidseg.metrics.vspw import evaluate_vspw_folder
+    from vidseg.tables import format_table, jsonable, write_json
 
     if args.tc_videos == "all":
         tc_videos = None
@@ -51,18 +51,5 @@ def run(args: argparse.Namespace) -> int:
         pc = [[name, "n/a" if v is None else 100.0 * v] for name, v in res["per_class"].items()]
         print(format_table(pc, ["class", "IoU %"]))
     if args.json:
-        write_json(args.json, _jsonable(res))
+        write_json(args.json, jsonable(res))
     return 0
-
-
-def _jsonable(res: dict) -> dict:
-    import math
-
-    def fix(v):
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, dict):
-            return {k: fix(x) for k, x in v.items()}
-        return v
-
-    return {k: fix(v) for k, v in res.items()}

@@ -21,27 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted abs difference of outputs")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"480x853"`` -> (480, 853)."""
-    from vidseg.errors import ConfigError
-
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size must look like 480x853 (HxW), got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise ConfigError(f"--size must be positive, got {text!r}")
-    return h, w
-
-
 def run(args: argparse.Namespace) -> int:
-    from vidseg.cli.common import format_table
-    from vidseg.cli.segment import load_model
     from vidseg.errors import VidsegError
     from vidseg.export import check_onnx, export_onnx
+    from vidseg.models import load_model
+    from vidseg.tables import format_table, parse_size
 
-    size = parse_size(args.size)
-    model = load_model(args.model, args.weights, args.num_classes).eval()
+    size = parse_size(args.size, "--size", "480x853 (HxW)")
+    model = load_model(args.model, args.weights, num_classes=args.num_classes).eval()
     spec = export_onnx(model, args.out, step=args.step, image_size=size, opset=args.opset)
     rows = [["file", args.out], ["size", f"{size[0]}x{size[1]}"], ["step", str(args.step)]]
     if spec is not None:

@@ -46,7 +46,7 @@ def _stats_rows(stats: dict) -> list[list]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidseg.cli.common import format_table, write_json
+    from vidseg.tables import format_table, write_json
 
     if args.check:
         from vidseg.data.tools.check import check_path

@@ -39,11 +39,11 @@ def model_table(task: str | None = None, num_classes: int = 124, progress: bool 
 
     from vidseg.models.registry import MODELS, available_models
 
-    names = [n for n in available_models() if task is None or MODELS[n].task == task]
+    names = [n for n in available_models() if task is None or MODELS[n].listed_task == task]
     rows = []
     for name in tqdm(names, desc="counting parameters", disable=not progress, leave=False):
         entry = MODELS[name]
-        rows.append({"name": name, "params": count_parameters(name, num_classes), "task": entry.task,
+        rows.append({"name": name, "params": count_parameters(name, num_classes), "task": entry.listed_task,
                      "paper": entry.paper})
     return rows
 
@@ -51,7 +51,7 @@ def model_table(task: str | None = None, num_classes: int = 124, progress: bool 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from vidseg.cli.common import format_table
+    from vidseg.tables import format_table
 
     rows = model_table(args.task, args.num_classes, progress=not (args.quiet or args.json))
     if args.out:

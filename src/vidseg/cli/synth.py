@@ -54,8 +54,8 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidseg.cli.common import format_table, write_json
     from vidseg.data.synth import generate, parse_size
+    from vidseg.tables import format_table, write_json
 
     config = build_config(args)
     summary = generate(args.kind, args.out, videos=args.videos, frames=args.frames, size=parse_size(args.size),

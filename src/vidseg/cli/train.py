@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
               "(continue with --resume)")
         return 130
     if result.metrics:
-        from vidseg.cli.common import format_table
+        from vidseg.tables import format_table
 
         keys = [k for k in ("mIoU", "WIoU", "mVC8", "mVC16") if k in result.metrics]
         print(format_table([[cfg.name, *(100 * result.metrics[k] for k in keys)]], ["run", *keys]))

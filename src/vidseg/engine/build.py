@@ -26,7 +26,14 @@ import torch
 from torch import nn
 
 from vidseg.config import TrainConfig
+from vidseg.data import transforms as T
+from vidseg.data.dataset import ClipDataset
+from vidseg.data.sampling import CFFMSampler, ClipSampler, OffsetSampler, SingleFrameSampler, TCBSampler
+from vidseg.data.synth import generate
+from vidseg.data.vspw import VSPWDataset
 from vidseg.errors import ConfigError
+from vidseg.models.checkpoint import load_weights
+from vidseg.models.registry import build, get_entry, resolve
 
 # loss-config field -> builder keyword names that carry it
 _LOSS_KWARGS = {
@@ -45,22 +52,13 @@ _BUILT_IN_WEIGHTS = {
 }
 
 
-def model_family(name: str) -> str:
-    """``cffm``, ``tcb``, ``stsc`` or ``image`` (decides sampler and augmentation)."""
-    for family in ("cffm", "tcb", "stsc"):
-        if name.startswith(family):
-            return family
-    return "image"
-
-
 def apply_smoke(cfg: TrainConfig) -> TrainConfig:
     """A copy of ``cfg`` shrunk for a CPU check: tiny crop, 2 steps, batch 2, synthetic data if no root.
 
     Architecture and optimizer settings are kept (the point is to run the real recipe's code path).
     """
     cfg = copy.deepcopy(cfg)
-    family = model_family(cfg.model.name)
-    cfg.data.crop_size = 65 if family == "tcb" else 64
+    cfg.data.crop_size = 65 if get_entry(cfg.model.name).family == "tcb" else 64
     cfg.data.base_size = (96, 64)
     cfg.data.batch_size = 2
     cfg.data.num_workers = 0
@@ -104,10 +102,8 @@ def _loss_kwargs(cfg: TrainConfig, builder: Any) -> dict[str, Any]:
 
 def build_model(cfg: TrainConfig) -> nn.Module:
     """The registered model of ``cfg.model`` with its kwargs, loss weights and local weights."""
-    from vidseg.models.registry import _resolve, build, get_entry
-
     entry = get_entry(cfg.model.name)
-    builder = _resolve(entry.builder)
+    builder = resolve(entry.builder)
     kwargs = {**_loss_kwargs(cfg, builder), **cfg.model.kwargs}
     if cfg.model.pretrained:
         if "pretrained_backbone" not in inspect.signature(builder).parameters:
@@ -115,8 +111,6 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         kwargs["pretrained_backbone"] = cfg.model.pretrained
     model = build(cfg.model.name, num_classes=cfg.model.num_classes, **kwargs)
     if cfg.model.weights:
-        from vidseg.models.checkpoint import load_weights
-
         load_weights(model, cfg.model.weights)
     return model
 
@@ -127,8 +121,6 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 
 def synthetic_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
     """Generate (once) the synthetic VSPW-layout data set ``cfg.data`` describes, under ``cache_dir``."""
-    from vidseg.data.synth import generate
-
     d = cfg.data
     w, h = d.synthetic_size
     root = Path(cache_dir) / f"synthetic_vspw_{d.synthetic_videos}x{d.synthetic_frames}_{w}x{h}_s{cfg.seed}"
@@ -148,29 +140,28 @@ def data_root(cfg: TrainConfig, out_dir: str | os.PathLike) -> Path:
     return Path(cfg.data.root)
 
 
-def clip_sampler(cfg: TrainConfig, model: nn.Module) -> Any:
-    """The method's training clip sampler (CFFM, TCB, STSC reference offsets, or single frames)."""
-    from vidseg.data.sampling import CFFMSampler, OffsetSampler, SingleFrameSampler, TCBSampler
-
-    family = model_family(cfg.model.name)
-    if family == "cffm":
+def clip_sampler(cfg: TrainConfig, model: nn.Module) -> ClipSampler:
+    """The method's training clip sampler, named by the registry entry's ``train_clips``:
+    ``cffm`` (t-9, -6, -3 from ``support_offsets``), ``tcb`` (``offline_support_offsets``), ``stsc`` (its
+    ``train_support_offsets``) or ``single`` frames."""
+    kind = get_entry(cfg.model.name).train_clips
+    if kind == "cffm":
         return CFFMSampler(dilations=tuple(-o for o in model.support_offsets), reverse_prob=cfg.data.reverse_prob)
-    if family == "tcb":
-        return TCBSampler(dilations=tuple(getattr(model, "offline_support_offsets", (3, 6, 9))),
-                          reverse_prob=cfg.data.reverse_prob)
-    if family == "stsc":
-        return OffsetSampler(tuple(getattr(model, "train_support_offsets", (-3,))))
-    return SingleFrameSampler()
+    if kind == "tcb":
+        return TCBSampler(dilations=tuple(model.offline_support_offsets), reverse_prob=cfg.data.reverse_prob)
+    if kind == "stsc":
+        return OffsetSampler(tuple(model.train_support_offsets))
+    if kind == "single":
+        return SingleFrameSampler()
+    raise ConfigError(f"model {cfg.model.name}: unknown train_clips {kind!r} in its registry entry")
 
 
 def train_transform(cfg: TrainConfig) -> Any:
     """CFFM/SegFormer/STSC: keep-ratio resize into ``base_size`` x U(scale_range), crop (cat_max_ratio 0.75),
     flip, per-frame photometric distortion, pad; TCB/ResNet baselines: flip, scale {0.8, 1, 1.5, 2}, crop, pad."""
-    from vidseg.data import transforms as T
-
     d = cfg.data
     crop = (d.crop_size, d.crop_size)
-    if model_family(cfg.model.name) == "tcb" or cfg.model.name.endswith("_r101"):
+    if get_entry(cfg.model.name).augment == "resnet":
         return T.Compose((T.RandomFlip(d.flip_prob), T.RandomScale((0.8, 1.0, 1.5, 2.0)), T.RandomCrop(crop),
                           T.Pad(crop)))
     return T.Compose((T.Resize(tuple(d.base_size), tuple(d.scale_range)), T.RandomCrop(crop, cat_max_ratio=0.75),
@@ -178,15 +169,11 @@ def train_transform(cfg: TrainConfig) -> Any:
 
 
 def _videos(root: Path, split: str) -> list[Any]:
-    from vidseg.data.vspw import VSPWDataset
-
     return list(VSPWDataset(root, split).videos)
 
 
 def build_train_dataset(cfg: TrainConfig, model: nn.Module, out_dir: str | os.PathLike) -> Any:
     """Training clips: the train split (plus ``data.pseudo_label_root``'s videos) with the method's sampler."""
-    from vidseg.data.dataset import ClipDataset
-
     videos = _videos(data_root(cfg, out_dir), cfg.data.train_split)
     if cfg.data.pseudo_label_root:
         videos += _videos(Path(cfg.data.pseudo_label_root), cfg.data.train_split)

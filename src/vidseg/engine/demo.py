@@ -196,7 +196,7 @@ def run_demo(out: str | os.PathLike = "demo_out", *, size: DemoSize | None = Non
                              for m in chosen}},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    from vidseg.cli.common import write_json
+    from vidseg.tables import write_json
 
     write_json(out / "summary.json", summary)
     _write_report(out, root, results, summary, chosen)
@@ -206,7 +206,7 @@ def run_demo(out: str | os.PathLike = "demo_out", *, size: DemoSize | None = Non
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The metrics table (percent; ``summary`` holds fractions)."""
-    from vidseg.cli.common import format_table
+    from vidseg.tables import format_table
 
     rows = [[label, *_percent(m)] for label, m in summary["models"].items()]
     return format_table(rows, ["model", *METRICS])

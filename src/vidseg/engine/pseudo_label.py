@@ -22,8 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from vidseg.data.vspw import VSPWDataset, vspw_label_to_raw, write_raw_mask
 from vidseg.errors import ConfigError
+from vidseg.fileio import write_text_atomic
+from vidseg.inference.ensemble import EnsemblePredictor
+from vidseg.inference.predictor import VideoPredictor
+from vidseg.models.registry import load_model
 from vidseg.structures import IGNORE_LABEL
 
 
@@ -41,9 +47,6 @@ def load_models(weights: Sequence[str | os.PathLike], model_names: Sequence[str]
                 device: str | torch.device = "cpu", model_kwargs: dict | None = None) -> list[torch.nn.Module]:
     """Build one registered model per weights file (one name for all, or one name per file) and load it
     strictly (``model_kwargs`` go to every builder, e.g. ``{"embed_dim": 64}`` for the demo's models)."""
-    from vidseg.models.checkpoint import load_weights
-    from vidseg.models.registry import build
-
     if not weights:
         raise ConfigError("pseudo-labels need at least one --weights file")
     if len(model_names) not in (1, len(weights)):
@@ -52,8 +55,7 @@ def load_models(weights: Sequence[str | os.PathLike], model_names: Sequence[str]
     names = list(model_names) * len(weights) if len(model_names) == 1 else list(model_names)
     models = []
     for name, path in zip(names, weights, strict=True):
-        model = build(name, num_classes=num_classes, **(model_kwargs or {}))
-        load_weights(model, path, strict=True)
+        model = load_model(name, path, num_classes=num_classes, strict=True, **(model_kwargs or {}))
         models.append(model.to(device).eval())
     return models
 
@@ -80,13 +82,6 @@ def generate_pseudo_labels(models: Sequence[torch.nn.Module], data_root: str | o
                            out: str | os.PathLike, *, split: str = "test", threshold: float = 0.5,
                            progress: bool = True) -> PseudoLabelSummary:
     """Write ensemble pseudo-labels for every frame of ``split`` of a VSPW root into ``out`` (see module doc)."""
-    from tqdm.auto import tqdm
-
-    from vidseg.data.vspw import VSPWDataset, vspw_label_to_raw, write_raw_mask
-    from vidseg.fileio import write_text_atomic
-    from vidseg.inference.ensemble import EnsemblePredictor
-    from vidseg.inference.predictor import VideoPredictor
-
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must lie in [0, 1], got {threshold}")
     videos = VSPWDataset(data_root, split).videos

@@ -29,7 +29,7 @@ class EnsemblePredictor:
                  return_probs: bool = False) -> None:
         if not predictors:
             raise ValueError("an ensemble needs at least one predictor")
-        classes = {int(getattr(p.model, "num_classes", -1)) for p in predictors}
+        classes = {int(p.model.num_classes) for p in predictors}
         if len(classes) != 1:
             raise ValueError(f"ensembled models must have the same number of classes, got {sorted(classes)}")
         if weights is not None and len(weights) != len(predictors):

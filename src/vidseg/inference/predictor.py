@@ -28,10 +28,12 @@ import numpy as np
 import torch
 
 from vidseg.data.sampling import ClipSampler
+from vidseg.data.transforms import NORMALIZATIONS, Normalization
+from vidseg.data.video import FrameFolder, open_video
 from vidseg.errors import DataError
 from vidseg.inference.cache import FrameCache
 from vidseg.inference.rules import Reach, rule_for_model, rule_reach
-from vidseg.inference.tta import TTA, Variant, logits_to_probs, prepare_frame, variant_size
+from vidseg.inference.tta import TTA, Variant, logits_to_probs, prepare_view, resize_view, variant_size
 
 VideoInput = str | os.PathLike | Iterable[np.ndarray]
 SkipFn = Callable[[int, str], bool]
@@ -65,10 +67,8 @@ class FramePrediction:
 def iter_video(video: VideoInput) -> Iterator[tuple[np.ndarray, str]]:
     """(frame uint8 [H, W, 3], name) pairs from a video file, a frame folder or an iterable of frames."""
     if isinstance(video, str | os.PathLike):
-        from vidseg.data.video import open_video
-
         source = open_video(video)
-        paths = getattr(source, "frames", None)
+        paths = source.frames if isinstance(source, FrameFolder) else None
         for i, frame in enumerate(source):
             yield frame, (Path(paths[i]).stem if paths is not None else f"{i + 1:08d}")
         return
@@ -91,7 +91,11 @@ class VideoPredictor:
         device: where to run; default the model's device. The model is moved there.
         tta: multi-scale / flip test-time augmentation, or None.
         img_scale: (long, short) keep-ratio test resize (CFFM: (853, 480)); None feeds frames as they are.
-        size_divisor: round the model input size up to a multiple of this (CFFM: 32).
+        size_divisor: stretch the model input to a multiple of this (CFFM: 32); with ``img_scale`` this is the
+            official two-step ``AlignedResize`` (:func:`vidseg.inference.tta.resize_view`).
+        normalization: input normalisation (:data:`vidseg.data.transforms.NORMALIZATIONS`; TCB's official test
+            uses ``"torchvision"``).
+        short_video: TCB offline: ``"clamp"`` or ``"wrap"`` (the official loader) for supports before frame 0.
         rule: override the clip rule (a sampler from :mod:`vidseg.data.sampling`).
         return_logits: attach logits [K, H, W] to each prediction (single view only).
         return_probs: attach softmax probabilities [K, H, W].
@@ -106,13 +110,15 @@ class VideoPredictor:
 
     def __init__(self, model: torch.nn.Module, *, mode: str = "online", device: str | torch.device | None = None,
                  tta: TTA | None = None, img_scale: tuple[int, int] | None = None, size_divisor: int = 1,
+                 normalization: Normalization = NORMALIZATIONS["mmseg"], short_video: str = "clamp",
                  rule: ClipSampler | None = None, return_logits: bool = False, return_probs: bool = False,
                  keep_images: bool = False) -> None:
         self.model = model if device is None else model.to(device)
         self.model.eval()
         self.device = _model_device(self.model) if device is None else torch.device(device)
         self.mode = mode
-        self.rule = rule if rule is not None else rule_for_model(model, mode)
+        self.rule = rule if rule is not None else rule_for_model(model, mode, short_video)
+        self.normalization = normalization
         self.reach: Reach = rule_reach(self.rule)
         self.tta = tta
         self.variants: list[Variant] = tta.variants() if tta is not None else [Variant()]
@@ -162,7 +168,7 @@ class VideoStream:
         self.next_target = 0
         self.size: tuple[int, int] | None = None
         self.encoded = 0  # encode_frame calls (all views)
-        self.stateful = bool(getattr(predictor.model, "stateful", False) or getattr(predictor.model, "use_memory", False))
+        self.stateful = bool(predictor.model.stateful)
         predictor.model.reset_state()
 
     @property
@@ -209,8 +215,8 @@ class VideoStream:
         if feats is None:
             v = self.p.variants[view]
             frame = self.frames[index][0]
-            size = variant_size(frame.shape[:2], v.scale, self.p.img_scale, self.p.size_divisor)
-            x = prepare_frame(frame, size, v.flip, device=self.p.device)
+            view = resize_view(frame, v.scale, self.p.img_scale, self.p.size_divisor)
+            x = prepare_view(view, v.flip, self.p.normalization, device=self.p.device)
             feats = self.p.model.encode_frame(x)
             self.encoded += 1
             cache.put(index, feats)
@@ -218,12 +224,9 @@ class VideoStream:
 
     def _trim(self, index: int) -> None:
         """After frame ``index`` was decoded as a target, keep only what it contributes as a support."""
-        hook = getattr(self.p.model, "support_features", None)
-        if hook is None:
-            return
         for cache in self.features:
             if index in cache:
-                cache.put(index, hook(cache[index]))
+                cache.put(index, self.p.model.support_features(cache[index]))
 
     @torch.inference_mode()
     def _predict(self, t: int) -> FramePrediction:
@@ -232,7 +235,10 @@ class VideoStream:
         skipped = self.skip is not None and self.skip(t, name)
         if skipped and not self.stateful:
             return FramePrediction(t, name, image=image, skipped=True)
-        clip = tuple(int(i) for i in self.p.rule.test_clip(t, self.num_read))
+        try:
+            clip = tuple(int(i) for i in self.p.rule.test_clip(t, self.num_read))
+        except IndexError as exc:  # e.g. TCB's official rule on a video of fewer than 9 frames
+            raise DataError(name, f"no test clip for frame {t} of a {self.num_read}-frame video: {exc}") from None
         size = (frame.shape[0], frame.shape[1])
         views = []
         for k, v in enumerate(self.p.variants):

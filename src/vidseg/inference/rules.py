@@ -1,12 +1,13 @@
 """Which frames form the clip of each target at inference, and how far a stream must look back / ahead.
 
-The rules are the test rules of :mod:`vidseg.data.sampling`, chosen from the model:
+The rules are the test rules of :mod:`vidseg.data.sampling`; a model names its rule in ``model.test_rule``
+(stated by its registry entry, see :class:`vidseg.models.base.VideoSegmenter`):
 
-* ``online`` (causal): CFFM-style models (``support_offsets == (-9, -6, -3)`` and a ``num_clips``
-  attribute) use CFFM's official rule with the hard-coded clips of the first frames; other models use their
-  ``support_offsets`` with indices clamped into the video (TCB online: ``max(t - d, 0)``).
-* ``offline``: models with ``offline_support_offsets`` (TCB) use TCB's official test rule (future supports
-  ``t + d`` unless ``t + max(d) >= len``, then ``t - d``); other models fall back to their online rule.
+* ``"offsets"``: the model's ``support_offsets`` with indices clamped into the video, in both modes.
+* ``"cffm"``: online, CFFM's official rule with the hard-coded clips of the first frames; offline falls back
+  to the online rule.
+* ``"tcb"``: online ``max(t - d, 0)``; offline TCB's official test rule (future supports ``t + d`` from
+  ``offline_support_offsets`` unless ``t + max(d) >= len``, then ``t - d``).
 
 A rule may depend on the video length only through "does the clip fit"; the streaming predictor relies on
 that to decide target ``t`` once frame ``t + lookahead`` has arrived, before the video's end is known.
@@ -14,30 +15,59 @@ that to decide target ``t`` once frame ``t + lookahead`` has arrived, before the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vidseg.data.sampling import CFFMSampler, ClipSampler, OffsetSampler, TCBSampler
 from vidseg.errors import ConfigError
+from vidseg.models.base import VideoSegmenter
 
 MODES = ("online", "offline")
 _PROBE_LENGTH = 1000
 _PROBE_TARGETS = 64
 
 
-def rule_for_model(model: object, mode: str = "online") -> ClipSampler:
-    """The test-time clip rule of ``model`` in ``mode`` (see module docstring)."""
-    if mode not in MODES:
-        raise ConfigError(f"inference mode must be 'online' or 'offline', got {mode!r}")
-    offsets = tuple(int(o) for o in getattr(model, "support_offsets", ()))
-    offline = tuple(int(o) for o in getattr(model, "offline_support_offsets", ()) or ())
+def _offsets(model: VideoSegmenter) -> tuple[int, ...]:
+    return tuple(int(o) for o in model.support_offsets)
+
+
+def offsets_rule(model: VideoSegmenter, mode: str, short_video: str = "clamp") -> ClipSampler:
+    """The model's ``support_offsets``, clamped into the video, in either mode."""
+    return OffsetSampler(_offsets(model))
+
+
+def cffm_rule(model: VideoSegmenter, mode: str, short_video: str = "clamp") -> ClipSampler:
+    """CFFM's official test clips (dilations from ``support_offsets``), in either mode."""
+    return CFFMSampler(dilations=tuple(-o for o in _offsets(model)))
+
+
+def tcb_rule(model: VideoSegmenter, mode: str, short_video: str = "clamp") -> ClipSampler:
+    """Online: the past supports; offline: TCB's official rule over ``offline_support_offsets``, with
+    ``short_video`` ``"clamp"`` or ``"wrap"`` (the official loader) for supports before frame 0."""
+    offline = tuple(int(o) for o in model.offline_support_offsets)
     if mode == "offline" and offline:
         if any(o <= 0 for o in offline):
             raise ConfigError(f"offline_support_offsets must be positive, got {offline}")
-        return TCBSampler(dilations=offline)
-    if offsets and all(o < 0 for o in offsets) and hasattr(model, "num_clips") \
-            and len(offsets) + 1 == int(model.num_clips):
-        return CFFMSampler(dilations=tuple(-o for o in offsets))
-    return OffsetSampler(offsets)
+        return TCBSampler(dilations=offline, short_video=short_video)
+    return OffsetSampler(_offsets(model))
+
+
+# rule name (a model's ``test_rule``) -> (model, mode, short_video) -> sampler
+RULES: dict[str, Callable[[VideoSegmenter, str, str], ClipSampler]] = {
+    "offsets": offsets_rule,
+    "cffm": cffm_rule,
+    "tcb": tcb_rule,
+}
+
+
+def rule_for_model(model: VideoSegmenter, mode: str = "online", short_video: str = "clamp") -> ClipSampler:
+    """The test-time clip rule of ``model`` in ``mode`` (see module docstring); ``short_video`` is TCB's
+    rule for supports before frame 0 (:class:`vidseg.data.sampling.TCBSampler`)."""
+    if mode not in MODES:
+        raise ConfigError(f"inference mode must be 'online' or 'offline', got {mode!r}")
+    if model.test_rule not in RULES:
+        raise ConfigError(f"unknown test rule {model.test_rule!r}; known: {', '.join(sorted(RULES))}")
+    return RULES[model.test_rule](model, mode, short_video)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,18 @@
 """Models: backbones, image baselines, video models (TCB, CFFM, STSC), losses and checkpoint converters.
 
-``build(name, num_classes=124, **overrides)`` constructs any registered model by name.
+``load_model(name, weights=None, num_classes=124, **overrides)`` builds any registered model and loads local
+weights (official layouts converted); ``build(name, ...)`` only builds. The registry entry of each name
+(:data:`MODELS`) states its family, task, converter, test rule and predictor.
 """
 
-from vidseg.models.registry import MODELS, available_models, build
+from vidseg.models.registry import (
+    MODELS,
+    ModelEntry,
+    available_models,
+    build,
+    get_entry,
+    load_model,
+    make_predictor,
+)
 
-__all__ = ["MODELS", "available_models", "build"]
+__all__ = ["MODELS", "ModelEntry", "available_models", "build", "get_entry", "load_model", "make_predictor"]

@@ -21,11 +21,15 @@ from torch import nn
 
 from vidseg.errors import ConfigError
 from vidseg.models.backbones.resnet import DeepStemResNet
+from vidseg.models.base import SegmenterDefaults
 from vidseg.models.heads.common import FCNHead, check_clip, check_labels, resize
-from vidseg.models.losses import seg_cross_entropy
+from vidseg.models.losses import PixelLoss
+
+# official VSPW train.py: DataParallel on 2 GPUs x 4 images, loss = mean of the per-GPU NLLLoss means
+VSPW_IMAGE_LOSS_GROUP_SIZE = 4
 
 
-class ImageSegmenter(nn.Module):
+class ImageSegmenter(SegmenterDefaults, nn.Module):
     """Backbone + head (+ auxiliary head), implementing :class:`~vidseg.models.base.VideoSegmenter` with T = 1.
 
     Args:
@@ -35,10 +39,12 @@ class ImageSegmenter(nn.Module):
         aux_head: optional deep-supervision head applied to level ``aux_index``.
         aux_index: which level feeds the aux head (2 = ResNet layer3 / Swin stage 3).
         aux_weight: weight of the aux loss (0.4).
+        loss: how both loss terms are formed (default: official mmseg 0.x, mean over all pixels; the
+            ResNet baselines of VSPW Table 2 get the VSPW code's rule from :func:`baseline_loss`).
     """
 
     def __init__(self, *, backbone: nn.Module, head: nn.Module, num_classes: int, aux_head: nn.Module | None = None,
-                 aux_index: int = 2, aux_weight: float = 0.4) -> None:
+                 aux_index: int = 2, aux_weight: float = 0.4, loss: PixelLoss | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.decode_head = head
@@ -46,9 +52,7 @@ class ImageSegmenter(nn.Module):
         self.aux_index, self.aux_weight = aux_index, aux_weight
         self.num_classes = num_classes
         self.support_offsets: tuple[int, ...] = ()
-
-    def reset_state(self) -> None:
-        """Image models carry no state between frames."""
+        self.pixel_loss = loss if loss is not None else PixelLoss("official", "mmseg")
 
     def encode_frame(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """image [B, 3, H, W] -> backbone levels."""
@@ -77,9 +81,9 @@ class ImageSegmenter(nn.Module):
         """``loss_seg`` (CE on the last frame) and ``loss_aux`` (aux_weight x CE). labels [B, T, H, W]."""
         check_labels(labels, (outputs["logits"].shape[0], labels.shape[1]), type(self).__name__)
         target = labels[:, -1]
-        terms = {"loss_seg": seg_cross_entropy(outputs["logits"], target)}
+        terms = {"loss_seg": self.pixel_loss(outputs["logits"], target)}
         if "aux" in outputs and self.aux_weight:
-            terms["loss_aux"] = self.aux_weight * seg_cross_entropy(outputs["aux"], target)
+            terms["loss_aux"] = self.aux_weight * self.pixel_loss(outputs["aux"], target)
         return terms
 
 
@@ -108,6 +112,17 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
         load_weights(backbone, path, converter=convert_hf_swin)
 
 
+def baseline_loss(backbone: str, reduction: str = "official") -> PixelLoss:
+    """The official loss rule of an image baseline.
+
+    ResNet baselines (VSPW Table 2) were trained with the VSPW code (``train.py``: NLL of upsampled
+    log-probabilities, DataParallel chunks of 4 images); Swin UperNet with mmsegmentation 0.x (all-pixel mean).
+    """
+    if backbone.startswith("swin_"):
+        return PixelLoss(reduction, "mmseg")
+    return PixelLoss(reduction, "vspw", VSPW_IMAGE_LOSS_GROUP_SIZE)
+
+
 def build_upernet(*, num_classes: int, backbone: str = "resnet101", channels: int = 512, aux_weight: float = 0.4,
                   window_size: int | None = None, cls: type[ImageSegmenter] = ImageSegmenter,
                   **extra: Any) -> ImageSegmenter:
@@ -120,7 +135,7 @@ def build_upernet(*, num_classes: int, backbone: str = "resnet101", channels: in
     return cls(backbone=net, head=head, num_classes=num_classes, aux_head=aux, aux_weight=aux_weight, **extra)
 
 
-def _build_deeplab(num_classes: int, backbone: str, aux_weight: float) -> ImageSegmenter:
+def _build_deeplab(num_classes: int, backbone: str, aux_weight: float, loss: PixelLoss) -> ImageSegmenter:
     from vidseg.models.heads.aspp import DeepLabV3PlusHead
 
     net = make_backbone(backbone, output_stride=8)
@@ -128,22 +143,23 @@ def _build_deeplab(num_classes: int, backbone: str, aux_weight: float) -> ImageS
         raise ConfigError("deeplabv3plus is defined on the ResNet backbones here")
     head = DeepLabV3PlusHead(net.out_channels[-1], net.out_channels[0], 512, num_classes)
     aux = FCNHead(net.out_channels[2], 256, num_classes, dropout=0.1) if aux_weight else None
-    return ImageSegmenter(backbone=net, head=head, num_classes=num_classes, aux_head=aux, aux_weight=aux_weight)
+    return ImageSegmenter(backbone=net, head=head, num_classes=num_classes, aux_head=aux, aux_weight=aux_weight,
+                          loss=loss)
 
 
-def _build_tcb_image(head: str, num_classes: int, backbone: str, aux_weight: float) -> nn.Module:
+def _build_tcb_image(head: str, num_classes: int, backbone: str, aux_weight: float, loss: PixelLoss) -> nn.Module:
     from vidseg.models.video.tcb import TCBOCR, TCBPPM
 
     if backbone not in ("resnet101", "resnet50"):
         raise ConfigError(f"{head} baseline is defined on the ResNet backbones, got {backbone!r}")
     encoder = DeepStemResNet(depth=int(backbone[6:]), output_stride=8)
     cls = TCBPPM if head == "psp" else TCBOCR
-    return cls(num_classes=num_classes, dilations=(), deep_sup_scale=aux_weight, encoder=encoder)
+    return cls(num_classes=num_classes, dilations=(), deep_sup_scale=aux_weight, encoder=encoder, loss=loss)
 
 
 def build_baseline(*, num_classes: int = 124, head: str = "psp", backbone: str = "resnet101",
                    aux_weight: float = 0.4, window_size: int | None = None, pretrained: str | None = None,
-                   pretrained_backbone: str | None = None) -> nn.Module:
+                   pretrained_backbone: str | None = None, loss_reduction: str = "official") -> nn.Module:
     """Registry builder of the image baselines.
 
     Args:
@@ -154,14 +170,16 @@ def build_baseline(*, num_classes: int = 124, head: str = "psp", backbone: str =
         window_size: Swin window override.
         pretrained: local checkpoint of the whole model (vidseg layout; ``module.`` stripped).
         pretrained_backbone: local ImageNet weights for the backbone (CSAIL ResNet or HF Swin layout).
+        loss_reduction: ``"official"`` (:func:`baseline_loss`) or ``"valid"`` (mean over labelled pixels).
     """
+    loss = baseline_loss(backbone, loss_reduction)
     if head in ("psp", "ocr"):
-        model = _build_tcb_image(head, num_classes, backbone, aux_weight)
+        model = _build_tcb_image(head, num_classes, backbone, aux_weight, loss)
     elif head == "deeplabv3plus":
-        model = _build_deeplab(num_classes, backbone, aux_weight)
+        model = _build_deeplab(num_classes, backbone, aux_weight, loss)
     elif head == "upernet":
         model = build_upernet(num_classes=num_classes, backbone=backbone, aux_weight=aux_weight,
-                              window_size=window_size)
+                              window_size=window_size, loss=loss)
     else:
         raise ConfigError(f"unknown baseline head {head!r}; use psp, ocr, deeplabv3plus or upernet")
     if pretrained_backbone:

@@ -1,30 +1,67 @@
-"""The one registry of user-facing model names: ``vidseg.models.build(name, num_classes=124, **overrides)``.
+"""The one registry of user-facing model names, and the one place that knows each model.
 
-The table is explicit (no import side effects): each name maps to the builder function that constructs it,
-given as ``"module:function"`` and imported on first use, plus fixed keyword arguments, the task and the
-paper it comes from. A builder takes keyword-only arguments and returns an ``nn.Module``.
+``vidseg.models.load_model(name, weights=None, **kw)`` builds any registered model and loads local weights
+(our layout, or the official layout of its family through the entry's converter); ``build(name)`` only builds.
+
+The table is explicit (no import side effects). Each :class:`ModelEntry` states everything the rest of the
+library needs to know about a name: the builder (``"module:function"``, imported on first use) and its fixed
+keyword arguments, the family, the task, the checkpoint converter, the test-time frame rule, the training clip
+rule and augmentation, and the predictor factory. Nothing else dispatches on model names.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from vidseg.errors import ConfigError
+from vidseg.errors import ConfigError, DataError
+from vidseg.models.checkpoint import load_state_dict, read_state_dict, strip_prefix
+
+TASKS = ("backbone", "semantic", "panoptic", "object")
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One registered model name."""
+    """One registered model name.
 
-    builder: str  # "vidseg.models.<module>:<function>"
+    Attributes:
+        builder: ``"vidseg.models.<module>:<function>"``, a keyword-only builder returning an ``nn.Module``.
+        kwargs: fixed keyword arguments of this name (user overrides win).
+        family: the method, e.g. ``"segformer"``, ``"cffm"``, ``"tcb"``, ``"stsc"``, ``"baseline"``, ``"mit"``.
+        task: ``"backbone"``, ``"semantic"``, ``"panoptic"`` or ``"object"``.
+        video: True for models that read support frames (listed as ``video-<task>``).
+        converter: ``"module:function"`` mapping an official checkpoint's state dict to ours, or None.
+        test_rule: the test-time clip rule, a key of :data:`vidseg.inference.rules.RULES` (``build`` sets it
+            as ``model.test_rule``).
+        train_clips: the training clip sampler (``"single"``, ``"cffm"``, ``"tcb"``, ``"stsc"``; see
+            :func:`vidseg.engine.build.clip_sampler`).
+        augment: the training augmentation (``"segformer"``: keep-ratio resize, crop, flip, photometric;
+            ``"resnet"``: flip, scales {0.8, 1, 1.5, 2}, crop).
+        predictor: ``"module:Class"`` of the streaming predictor (``cls(model, **options)``).
+        paper: where the model comes from.
+    """
+
+    builder: str
     kwargs: dict[str, Any] = field(default_factory=dict)
-    task: str = "semantic"  # "backbone", "semantic", "video-semantic"
+    family: str = "baseline"
+    task: str = "semantic"
+    video: bool = False
+    converter: str | None = None
+    test_rule: str = "offsets"
+    train_clips: str = "single"
+    augment: str = "segformer"
+    predictor: str = "vidseg.inference.predictor:VideoPredictor"
     paper: str = ""
+
+    @property
+    def listed_task(self) -> str:
+        """The task as ``vidseg models`` shows it: ``video-semantic`` for video models."""
+        return f"video-{self.task}" if self.video else self.task
 
 
 _MIT = "vidseg.models.backbones.mit:build_mit"
@@ -35,33 +72,54 @@ _BASELINE = "vidseg.models.baselines:build_baseline"
 _TCB = "vidseg.models.video.tcb:build_tcb"
 _CFFM = "vidseg.models.video.cffm:build_cffm"
 _STSC = "vidseg.models.video.stsc:build_stsc"
+_NVLABS = "vidseg.models.convert_segformer:convert_segformer_checkpoint"  # NVlabs / mmseg SegFormer, CFFM
+_CSAIL = "vidseg.models.convert_tcb:convert_tcb_checkpoint"  # official TCB / CSAIL ResNet layouts
+
+
+def _backbone(builder: str, kwargs: dict[str, Any], family: str, paper: str, converter: str | None = None
+              ) -> ModelEntry:
+    return ModelEntry(builder, kwargs, family=family, task="backbone", converter=converter, paper=paper)
+
+
+def _r101(head: str) -> ModelEntry:
+    return ModelEntry(_BASELINE, {"head": head}, converter=_CSAIL if head in ("psp", "ocr") else None,
+                      augment="resnet", paper="VSPW Table 2")
+
+
+def _tcb(kwargs: dict[str, Any]) -> ModelEntry:
+    return ModelEntry(_TCB, kwargs, family="tcb", video=True, converter=_CSAIL, test_rule="tcb", train_clips="tcb",
+                      augment="resnet", paper="VSPW (TCB)")
+
 
 MODELS: dict[str, ModelEntry] = {
     # backbones
-    **{f"mit_b{i}": ModelEntry(_MIT, {"variant": f"b{i}"}, "backbone", "SegFormer") for i in range(6)},
-    "resnet50_deepstem_os8": ModelEntry(_RESNET, {"depth": 50}, "backbone", "VSPW (CSAIL ResNet)"),
-    "resnet101_deepstem_os8": ModelEntry(_RESNET, {"depth": 101}, "backbone", "VSPW (CSAIL ResNet)"),
-    **{f"swin_{s}": ModelEntry(_SWIN, {"variant": s}, "backbone", "Swin") for s in "tsbl"},
+    **{f"mit_b{i}": _backbone(_MIT, {"variant": f"b{i}"}, "mit", "SegFormer", _NVLABS) for i in range(6)},
+    "resnet50_deepstem_os8": _backbone(_RESNET, {"depth": 50}, "resnet", "VSPW (CSAIL ResNet)"),
+    "resnet101_deepstem_os8": _backbone(_RESNET, {"depth": 101}, "resnet", "VSPW (CSAIL ResNet)"),
+    **{f"swin_{s}": _backbone(_SWIN, {"variant": s}, "swin", "Swin") for s in "tsbl"},
     # image baselines
-    **{f"segformer_b{i}": ModelEntry(_SEGFORMER, {"variant": f"b{i}"}, "semantic", "SegFormer / VSPW")
-       for i in range(6)},
-    "pspnet_r101": ModelEntry(_BASELINE, {"head": "psp"}, "semantic", "VSPW Table 2"),
-    "ocrnet_r101": ModelEntry(_BASELINE, {"head": "ocr"}, "semantic", "VSPW Table 2"),
-    "deeplabv3plus_r101": ModelEntry(_BASELINE, {"head": "deeplabv3plus"}, "semantic", "VSPW Table 2"),
-    "upernet_r101": ModelEntry(_BASELINE, {"head": "upernet"}, "semantic", "VSPW Table 2"),
-    **{f"upernet_swin_{s}": ModelEntry(_BASELINE, {"head": "upernet", "backbone": f"swin_{s}"}, "semantic",
-                                       "STSC baseline") for s in "tsbl"},
+    **{f"segformer_b{i}": ModelEntry(_SEGFORMER, {"variant": f"b{i}"}, family="segformer", converter=_NVLABS,
+                                     paper="SegFormer / VSPW") for i in range(6)},
+    "pspnet_r101": _r101("psp"),
+    "ocrnet_r101": _r101("ocr"),
+    "deeplabv3plus_r101": _r101("deeplabv3plus"),
+    "upernet_r101": _r101("upernet"),
+    **{f"upernet_swin_{s}": ModelEntry(_BASELINE, {"head": "upernet", "backbone": f"swin_{s}"},
+                                       paper="STSC baseline") for s in "tsbl"},
     # video models
-    "tcb_ppm_r101": ModelEntry(_TCB, {"blend": "ppm"}, "video-semantic", "VSPW (TCB)"),
-    "tcb_ocr_r101": ModelEntry(_TCB, {"blend": "ocr", "use_memory": False}, "video-semantic", "VSPW (TCB)"),
-    "tcb_ocr_mem_r101": ModelEntry(_TCB, {"blend": "ocr", "use_memory": True}, "video-semantic", "VSPW (TCB)"),
-    **{f"cffm_b{i}": ModelEntry(_CFFM, {"variant": f"b{i}"}, "video-semantic", "CFFM") for i in (0, 1, 2, 5)},
-    **{f"stsc_upernet_swin_{s}": ModelEntry(_STSC, {"variant": s}, "video-semantic", "STSC") for s in "tsbl"},
+    "tcb_ppm_r101": _tcb({"blend": "ppm"}),
+    "tcb_ocr_r101": _tcb({"blend": "ocr", "use_memory": False}),
+    "tcb_ocr_mem_r101": _tcb({"blend": "ocr", "use_memory": True}),
+    **{f"cffm_b{i}": ModelEntry(_CFFM, {"variant": f"b{i}"}, family="cffm", video=True, converter=_NVLABS,
+                                test_rule="cffm", train_clips="cffm", paper="CFFM") for i in (0, 1, 2, 5)},
+    **{f"stsc_upernet_swin_{s}": ModelEntry(_STSC, {"variant": s}, family="stsc", video=True, train_clips="stsc",
+                                            paper="STSC") for s in "tsbl"},
 }
 
 
-def _resolve(builder: str):
-    module_name, func_name = builder.split(":")
+def resolve(target: str) -> Any:
+    """The object named by ``"module:attribute"`` (imported on first use)."""
+    module_name, func_name = target.split(":")
     return getattr(importlib.import_module(module_name), func_name)
 
 
@@ -95,4 +153,46 @@ def build(name: str, num_classes: int = 124, **overrides: Any) -> nn.Module:
     kwargs = {**entry.kwargs, **overrides}
     if entry.task != "backbone":
         kwargs["num_classes"] = num_classes
-    return _resolve(entry.builder)(**kwargs)
+    model = resolve(entry.builder)(**kwargs)
+    if entry.task != "backbone":
+        model.test_rule = entry.test_rule
+    return model
+
+
+def load_model(name: str, weights: str | os.PathLike | None = None, *, num_classes: int = 124,
+               strict: bool = False, **overrides: Any) -> nn.Module:
+    """Build a registered model and load local weights: our layout, or its family's official layout.
+
+    The entry's converter is applied when the checkpoint's keys are not the model's own.
+
+    Args:
+        name: a registered name.
+        weights: local checkpoint (.pth / .safetensors / Hugging Face folder), or None for random weights.
+        num_classes: classes of the model.
+        strict: also reject checkpoint keys the model does not have.
+        **overrides: builder keyword arguments (override the entry's).
+
+    Returns:
+        the model, on CPU, in training mode.
+
+    Raises:
+        DataError: unreadable weights, weights that leave model parameters unfilled, or (``strict``) extra keys.
+    """
+    entry = get_entry(name)
+    model = build(name, num_classes=num_classes, **overrides)
+    if weights is None:
+        return model
+    state = strip_prefix(read_state_dict(weights))
+    if entry.converter is not None and not set(model.state_dict()) <= set(state):
+        state = resolve(entry.converter)(state)
+    report = load_state_dict(model, state, source=weights)
+    if report.missing:
+        raise DataError(weights, f"checkpoint leaves model weights unfilled: {report.summary()}")
+    if strict and report.unexpected:
+        raise DataError(weights, f"keys do not match the model: {report.summary()}")
+    return model
+
+
+def make_predictor(name: str, model: nn.Module, **options: Any) -> Any:
+    """The streaming predictor of a registered model: the entry's ``predictor`` class with ``options``."""
+    return resolve(get_entry(name).predictor)(model, **options)

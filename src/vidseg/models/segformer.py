@@ -13,41 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidseg.models.backbones.mit import MiT
+from vidseg.models.base import SegmenterDefaults
+from vidseg.models.heads.common import check_clip
 from vidseg.models.heads.segformer_head import SegFormerHead
-
-IGNORE_INDEX = 255
-
-
-def segmentation_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Cross-entropy with logits bilinearly upsampled (``align_corners=False``) to the label size.
-
-    Args:
-        logits: [N, K, h, w].
-        labels: [N, H, W] integer classes, ``ignore_index`` = ignore.
-
-    Returns:
-        scalar mean over the non-ignored pixels (0 when every pixel is ignored).
-    """
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-    labels = labels.long()
-    if not bool((labels != ignore_index).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits, labels, ignore_index=ignore_index)
-
-
-def check_frames(frames: torch.Tensor, name: str, channels: int = 3) -> torch.Tensor:
-    """Return ``frames`` as [B, T, C, H, W]; a [B, C, H, W] tensor is taken as T = 1.
-
-    Raises:
-        ValueError: any other shape, or the wrong channel count.
-    """
-    if frames.dim() == 4:
-        frames = frames.unsqueeze(1)
-    if frames.dim() != 5 or frames.shape[2] != channels:
-        raise ValueError(f"{name} expects frames [B, T, {channels}, H, W] (or [B, {channels}, H, W]), "
-                         f"got shape {tuple(frames.shape)}")
-    return frames
+from vidseg.models.losses import PixelLoss
 
 
 def check_head_fits(backbone: nn.Module, decode_head: nn.Module) -> None:
@@ -66,12 +35,13 @@ def last_frame_labels(labels: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"labels must be [B, T, H, W] or [B, H, W], got shape {tuple(labels.shape)}")
 
 
-class SegFormer(nn.Module):
+class SegFormer(SegmenterDefaults, nn.Module):
     """SegFormer: MiT backbone + all-MLP head.
 
     Args:
         backbone: a :class:`MiT`.
         decode_head: a :class:`SegFormerHead` whose ``in_channels`` equal the backbone's ``out_channels``.
+        loss: how the CE is reduced (default: official, mmseg 0.x mean over all pixels).
 
     Attributes:
         support_offsets: ``()`` (image model).
@@ -80,12 +50,13 @@ class SegFormer(nn.Module):
 
     support_offsets: tuple[int, ...] = ()
 
-    def __init__(self, *, backbone: MiT, decode_head: SegFormerHead) -> None:
+    def __init__(self, *, backbone: MiT, decode_head: SegFormerHead, loss: PixelLoss | None = None) -> None:
         super().__init__()
         check_head_fits(backbone, decode_head)
         self.backbone = backbone
         self.decode_head = decode_head
         self.num_classes = decode_head.num_classes
+        self.pixel_loss = loss if loss is not None else PixelLoss("official", "mmseg")
 
     def encode_frame(self, image: torch.Tensor) -> torch.Tensor:
         """image [B, 3, H, W] -> logits [B, K, ceil(H/4), ceil(W/4)] at 1/4."""
@@ -106,7 +77,7 @@ class SegFormer(nn.Module):
         Returns:
             train: logits [B, K, H/4, W/4] (rounded up); eval: logits [B, K, H, W].
         """
-        frames = check_frames(frames, "SegFormer")
+        frames = check_clip(frames, "SegFormer", allow_image=True)
         image = frames[:, -1]
         logits = self.encode_frame(image)
         if self.training:
@@ -115,15 +86,12 @@ class SegFormer(nn.Module):
 
     def losses(self, outputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"loss_ce": CE}`` of the 1/4 logits upsampled to the last frame's labels (255 = ignore)."""
-        return {"loss_ce": segmentation_ce(outputs, last_frame_labels(labels))}
-
-    def reset_state(self) -> None:
-        """Nothing is carried between frames."""
+        return {"loss_ce": self.pixel_loss(outputs, last_frame_labels(labels))}
 
 
 def build_segformer(*, variant: str = "b0", num_classes: int = 124, embed_dim: int = 256,
                     with_conv_seg: bool = False, drop_path_rate: float = 0.1,
-                    official_eps: bool = True) -> SegFormer:
+                    official_eps: bool = True, loss_reduction: str = "official") -> SegFormer:
     """Registry builder of ``segformer_b0`` .. ``segformer_b5``.
 
     Args:
@@ -133,8 +101,10 @@ def build_segformer(*, variant: str = "b0", num_classes: int = 124, embed_dim: i
         with_conv_seg: add the official, unused ``decode_head.conv_seg`` (frozen) for key compatibility.
         drop_path_rate: backbone stochastic depth.
         official_eps: official per-module LayerNorm eps in the backbone.
+        loss_reduction: ``"official"`` (mmseg 0.x, as the CFFM repository's SegFormer runs: CE summed over
+            labelled pixels / all pixels) or ``"valid"`` (mean over labelled pixels).
     """
     backbone = MiT(variant=variant, drop_path_rate=drop_path_rate, official_eps=official_eps)
     head = SegFormerHead(in_channels=backbone.out_channels, num_classes=num_classes, embed_dim=embed_dim,
                          with_conv_seg=with_conv_seg)
-    return SegFormer(backbone=backbone, decode_head=head)
+    return SegFormer(backbone=backbone, decode_head=head, loss=PixelLoss(loss_reduction, "mmseg"))

@@ -22,6 +22,7 @@ from vidseg.data.synth.scene import SynthFrame, VideoPlan
 from vidseg.data.synth.video import KINDS, SynthConfig, SyntheticVideo, video_name
 from vidseg.errors import ConfigError, DataError
 from vidseg.fileio import encode_mask_png
+from vidseg.tables import parse_size as parse_pair
 
 __all__ = [
     "SynthSummary", "davis_mask", "davis_targets", "generate", "pack_rgb", "parse_size", "split_videos",
@@ -122,14 +123,8 @@ class SynthSummary:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``"HxW"`` (e.g. ``"480x853"``) into (H, W); ConfigError otherwise."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"size must look like HxW (e.g. 480x853), got {text!r}") from None
-    if h < 8 or w < 8:
-        raise ConfigError(f"size must be at least 8x8, got {text!r}")
-    return h, w
+    """Parse ``"HxW"`` (e.g. ``"480x853"``) into (H, W); ConfigError otherwise (at least 8x8)."""
+    return parse_pair(text, "size", "HxW (e.g. 480x853)", minimum=8)
 
 
 def split_videos(names: Sequence[str], val_fraction: float, test_fraction: float) -> dict[str, list[str]]:

@@ -69,7 +69,7 @@ class MiT(nn.Module):
 
     Attributes:
         out_channels: channels of the four outputs.
-        strides: output strides (4, 8, 16, 32).
+        out_strides: output strides (4, 8, 16, 32).
         stages: transformers ``SegformerStage`` modules (patch embedding, blocks, norm).
     """
 
@@ -83,7 +83,7 @@ class MiT(nn.Module):
         self.variant = variant
         self.in_channels = in_channels
         self.out_channels: tuple[int, ...] = MIT_VARIANTS[variant][0]
-        self.strides: tuple[int, ...] = MIT_STRIDES
+        self.out_strides: tuple[int, ...] = MIT_STRIDES
         model = SegformerModel(_segformer_config(variant, in_channels, drop_path_rate))
         self.stages = model.stages
         if official_eps:
@@ -91,7 +91,7 @@ class MiT(nn.Module):
 
     def output_shape(self) -> dict[str, tuple[int, int]]:
         """``{"c1".."c4": (channels, stride)}``."""
-        return {f"c{i + 1}": (c, s) for i, (c, s) in enumerate(zip(self.out_channels, self.strides))}
+        return {f"c{i + 1}": (c, s) for i, (c, s) in enumerate(zip(self.out_channels, self.out_strides))}
 
     def check_input(self, image: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``image`` is [B, in_channels, H, W] with H, W >= 1."""

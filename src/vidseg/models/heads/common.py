@@ -27,14 +27,32 @@ def check_images(x: torch.Tensor, who: str, channels: int = 3) -> None:
         raise InputShapeError(f"{who}: expected a float tensor (normalised RGB), got {x.dtype}")
 
 
-def check_clip(frames: torch.Tensor, who: str, num_frames: int | None = None) -> None:
-    """Raise :class:`InputShapeError` unless ``frames`` is [B, T, 3, H, W] (with T == num_frames if given)."""
+def check_clip(frames: torch.Tensor, who: str, num_frames: int | None = None, *,
+               allow_image: bool = False) -> torch.Tensor:
+    """The one input check of clip models: ``frames`` must be [B, T, 3, H, W] (target last).
+
+    Args:
+        frames: the model input.
+        who: model name for the message.
+        num_frames: required T, if any.
+        allow_image: accept [B, 3, H, W] as a one-frame clip (image models).
+
+    Returns:
+        ``frames`` as [B, T, 3, H, W].
+
+    Raises:
+        InputShapeError: any other shape (a ``ValueError``).
+    """
+    if allow_image and isinstance(frames, torch.Tensor) and frames.dim() == 4:
+        frames = frames.unsqueeze(1)
     if not isinstance(frames, torch.Tensor) or frames.dim() != 5 or frames.shape[2] != 3:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-        raise InputShapeError(f"{who}: expected frames [B, T, 3, H, W] (target last), got {shape}")
+        also = " or [B, 3, H, W]" if allow_image else ""
+        raise InputShapeError(f"{who} expects frames [B, T, 3, H, W] (target last){also}, got {shape}")
     if num_frames is not None and frames.shape[1] != num_frames:
         raise InputShapeError(f"{who}: expected T = {num_frames} frames (supports then target), "
                               f"got T = {frames.shape[1]}")
+    return frames
 
 
 def check_labels(labels: torch.Tensor, frames_shape: tuple[int, ...], who: str) -> None:

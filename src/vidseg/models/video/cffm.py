@@ -22,8 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidseg.models.backbones.mit import MiT
+from vidseg.models.base import SegmenterDefaults
+from vidseg.models.heads.common import check_clip
 from vidseg.models.heads.segformer_head import SegFormerHead
-from vidseg.models.segformer import check_frames, check_head_fits, segmentation_ce
+from vidseg.models.losses import PixelLoss
+from vidseg.models.segformer import check_head_fits
 from vidseg.models.video.cffm_attention import CFFMLayer
 
 CFFM_DEPTHS = {"b0": 1, "b1": 2, "b2": 2, "b5": 4}
@@ -82,28 +85,32 @@ class CFFMHead(SegFormerHead):
         return _resize(x2, quarter)
 
 
-class CFFM(nn.Module):
+class CFFM(SegmenterDefaults, nn.Module):
     """CFFM video semantic segmentation model (implements :class:`vidseg.models.base.VideoSegmenter`).
 
     Args:
         backbone: a :class:`MiT`.
         decode_head: a :class:`CFFMHead` matching the backbone's channels.
+        loss: how each CE term is reduced (default: official, mmseg 0.x mean over all pixels).
 
     Attributes:
         support_offsets: (-9, -6, -3).
         num_classes: K.
         num_clips: 4 (three references + target).
+        test_rule: ``"cffm"`` (CFFM's official clips of the first frames).
     """
 
     support_offsets: tuple[int, ...] = SUPPORT_OFFSETS
     num_clips: int = NUM_CLIPS
+    test_rule: str = "cffm"
 
-    def __init__(self, *, backbone: MiT, decode_head: CFFMHead) -> None:
+    def __init__(self, *, backbone: MiT, decode_head: CFFMHead, loss: PixelLoss | None = None) -> None:
         super().__init__()
         check_head_fits(backbone, decode_head)
         self.backbone = backbone
         self.decode_head = decode_head
         self.num_classes = decode_head.num_classes
+        self.pixel_loss = loss if loss is not None else PixelLoss("official", "mmseg")
 
     @staticmethod
     def _check_size(height: int, width: int) -> None:
@@ -180,7 +187,7 @@ class CFFM(nn.Module):
             train: [B, T + 1, K, h, w] (per-frame logits x of all T frames, then x2 of the target, at 1/4);
             eval: target logits [B, K, H, W] (``x2``, or the single-frame fallback when T < 4).
         """
-        frames = check_frames(frames, "CFFM")
+        frames = check_clip(frames, "CFFM", allow_image=True)
         b, t, _, h_img, w_img = frames.shape
         if self.training and t != self.num_clips:
             raise ValueError(f"CFFM trains on clips of {self.num_clips} frames [t-9, t-6, t-3, t], got T={t}")
@@ -198,7 +205,7 @@ class CFFM(nn.Module):
         return torch.cat([x, x2.unsqueeze(1)], dim=1)
 
     def losses(self, outputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Official CFFM loss.
+        """CFFM loss; with ``reduction "official"`` each CE is mmseg 0.x's mean over all pixels (ignored = 0).
 
         Args:
             outputs: train-mode :meth:`forward` output [B, T + 1, K, h, w].
@@ -210,17 +217,14 @@ class CFFM(nn.Module):
         if labels.dim() != 4 or outputs.dim() != 5 or outputs.shape[1] != labels.shape[1] + 1:
             raise ValueError(f"CFFM losses expect outputs [B, T+1, K, h, w] and labels [B, T, H, W], got "
                              f"{tuple(outputs.shape)} and {tuple(labels.shape)}")
-        frames = segmentation_ce(outputs[:, :-1].flatten(0, 1), labels.flatten(0, 1))
-        target = segmentation_ce(outputs[:, -1], labels[:, -1])
+        frames = self.pixel_loss(outputs[:, :-1].flatten(0, 1), labels.flatten(0, 1))
+        target = self.pixel_loss(outputs[:, -1], labels[:, -1])
         return {"loss_frames": FRAME_LOSS_WEIGHT * frames, "loss_target": TARGET_LOSS_WEIGHT * target}
-
-    def reset_state(self) -> None:
-        """CFFM keeps no state between calls (the caller caches per-frame features)."""
 
 
 def build_cffm(*, variant: str = "b0", num_classes: int = 124, depth: int | None = None,
                embed_dim: int = 256, with_conv_seg: bool = True, drop_path_rate: float = 0.1,
-               official_eps: bool = True) -> CFFM:
+               official_eps: bool = True, loss_reduction: str = "official") -> CFFM:
     """Registry builder of ``cffm_b0``, ``cffm_b1``, ``cffm_b2``, ``cffm_b5``.
 
     Args:
@@ -233,6 +237,8 @@ def build_cffm(*, variant: str = "b0", num_classes: int = 124, depth: int | None
             with no unexpected keys and the parameter count equals the official one.
         drop_path_rate: backbone stochastic depth.
         official_eps: official per-module LayerNorm eps in the backbone.
+        loss_reduction: ``"official"`` (mmseg 0.x: CE summed over labelled pixels / all pixels) or ``"valid"``
+            (mean over labelled pixels); see :class:`vidseg.models.losses.PixelLoss`.
     """
     if depth is None:
         if variant not in CFFM_DEPTHS:
@@ -243,4 +249,4 @@ def build_cffm(*, variant: str = "b0", num_classes: int = 124, depth: int | None
     backbone = MiT(variant=variant, drop_path_rate=drop_path_rate, official_eps=official_eps)
     head = CFFMHead(in_channels=backbone.out_channels, num_classes=num_classes, depth=depth,
                     embed_dim=embed_dim, with_conv_seg=with_conv_seg)
-    return CFFM(backbone=backbone, decode_head=head)
+    return CFFM(backbone=backbone, decode_head=head, loss=PixelLoss(loss_reduction, "mmseg"))

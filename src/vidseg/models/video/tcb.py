@@ -30,6 +30,7 @@ from torch import nn
 
 from vidseg.errors import ConfigError
 from vidseg.models.backbones.resnet import DeepStemResNet
+from vidseg.models.base import SegmenterDefaults
 from vidseg.models.heads.common import (
     FCNHead,
     InputShapeError,
@@ -40,12 +41,14 @@ from vidseg.models.heads.common import (
 )
 from vidseg.models.heads.ocr import SpatialOCR, gather_object_contexts
 from vidseg.models.heads.ppm import TemporalPPMHead
-from vidseg.models.losses import seg_cross_entropy
+from vidseg.models.losses import PixelLoss
 
 MEMORY_RULES = ("ema", "official")
+# official training: DataParallel on 4 GPUs x 2 clips, loss = mean of the per-GPU NLLLoss means
+TCB_LOSS_GROUP_SIZE = 2
 
 
-class TCBBase(nn.Module):
+class TCBBase(SegmenterDefaults, nn.Module):
     """Shared clip handling, losses and support-frame rules of the TCB models.
 
     Args:
@@ -53,15 +56,18 @@ class TCBBase(nn.Module):
         dilations: support distances ``d1..dN`` (default ``(3, 6, 9)``); ``()`` gives the image model.
         deep_sup_scale: weight of the deep-supervision loss on all frames (0.4).
         encoder: the backbone (default: CSAIL deep-stem ResNet-101, output stride 8).
+        loss: how both loss terms are formed (default: official, the TCB code's NLL of upsampled 1/8
+            log-probabilities averaged per DataParallel chunk of 2 clips; see :class:`PixelLoss`).
 
     Attributes:
         support_offsets: online (causal) supports, e.g. ``(-9, -6, -3)``.
         offline_support_offsets: the official test rule's supports ``(3, 6, 9)``, replaced by
             ``(-3, -6, -9)`` near the end of a video (see :meth:`support_indices`).
+        test_rule: ``"tcb"`` (online: past supports; offline: the official future-support rule).
     """
 
     def __init__(self, *, num_classes: int, dilations: Sequence[int] = (3, 6, 9), deep_sup_scale: float = 0.4,
-                 encoder: nn.Module | None = None) -> None:
+                 encoder: nn.Module | None = None, loss: PixelLoss | None = None) -> None:
         super().__init__()
         dil = tuple(int(d) for d in dilations)
         if any(d <= 0 for d in dil) or len(set(dil)) != len(dil):
@@ -70,7 +76,9 @@ class TCBBase(nn.Module):
         self.dilations = dil
         self.support_offsets = tuple(-d for d in sorted(dil, reverse=True))
         self.offline_support_offsets = tuple(sorted(dil))
+        self.test_rule = "tcb"
         self.deep_sup_scale = deep_sup_scale
+        self.pixel_loss = loss if loss is not None else PixelLoss("official", "vspw", TCB_LOSS_GROUP_SIZE)
         self.encoder = encoder if encoder is not None else DeepStemResNet(depth=101, output_stride=8)
 
     @property
@@ -93,9 +101,6 @@ class TCBBase(nn.Module):
         if offs and t + max(offs) >= length:
             offs = tuple(-d for d in offs)
         return [min(max(t + o, 0), length - 1) for o in offs]
-
-    def reset_state(self) -> None:
-        """Forget per-video state (nothing here; the OCR memory overrides this)."""
 
     # -- per-frame and clip computations, implemented by the subclasses --------------------------------
     def frame_features(self, c3: torch.Tensor, c4: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -155,10 +160,10 @@ class TCBBase(nn.Module):
         b, t = aux.shape[:2]
         labels = labels[:, -t:]
         check_labels(labels, (b, t), type(self).__name__)
-        terms = {"loss_seg": seg_cross_entropy(outputs["logits"], labels[:, -1])}
+        terms = {"loss_seg": self.pixel_loss(outputs["logits"], labels[:, -1])}
         if self.deep_sup_scale:
             flat = labels.reshape(b * t, *labels.shape[2:])
-            terms["loss_aux"] = self.deep_sup_scale * seg_cross_entropy(aux.flatten(0, 1), flat)
+            terms["loss_aux"] = self.deep_sup_scale * self.pixel_loss(aux.flatten(0, 1), flat, rows_per_clip=t)
         return terms
 
 
@@ -175,8 +180,9 @@ class TCBPPM(TCBBase):
 
     def __init__(self, *, num_classes: int, dilations: Sequence[int] = (3, 6, 9), deep_sup_scale: float = 0.4,
                  encoder: nn.Module | None = None, pool_scales: Sequence[int] = (1, 2, 3, 6),
-                 channels: int = 512, aux_channels: int = 512) -> None:
-        super().__init__(num_classes=num_classes, dilations=dilations, deep_sup_scale=deep_sup_scale, encoder=encoder)
+                 channels: int = 512, aux_channels: int = 512, loss: PixelLoss | None = None) -> None:
+        super().__init__(num_classes=num_classes, dilations=dilations, deep_sup_scale=deep_sup_scale, encoder=encoder,
+                         loss=loss)
         # The PPM reads the encoder's last stage, the deep supervision its 3rd stage (2048 / 1024 on ResNet).
         c3, c4 = tuple(self.encoder.out_channels)[2:4]
         self.ppm_conv = TemporalPPMHead(c4, channels, num_classes, pool_scales=pool_scales, dropout=0.1)
@@ -213,13 +219,15 @@ class TCBOCR(TCBBase):
 
     def __init__(self, *, num_classes: int, dilations: Sequence[int] = (3, 6, 9), deep_sup_scale: float = 0.4,
                  encoder: nn.Module | None = None, use_memory: bool = False, memory: str = "ema",
-                 memory_momentum: float = 0.8, memory_size: int = 8) -> None:
-        super().__init__(num_classes=num_classes, dilations=dilations, deep_sup_scale=deep_sup_scale, encoder=encoder)
+                 memory_momentum: float = 0.8, memory_size: int = 8, loss: PixelLoss | None = None) -> None:
+        super().__init__(num_classes=num_classes, dilations=dilations, deep_sup_scale=deep_sup_scale, encoder=encoder,
+                         loss=loss)
         if memory not in MEMORY_RULES:
             raise ConfigError(f"TCB memory must be one of {MEMORY_RULES}, got {memory!r}")
         if not 0.0 <= memory_momentum < 1.0:
             raise ConfigError(f"memory_momentum must be in [0, 1), got {memory_momentum}")
         self.use_memory, self.memory, self.memory_momentum = use_memory, memory, memory_momentum
+        self.stateful = use_memory  # the memory carries state from one target to the next
         self.memory_size = memory_size
         self.dsn_head = FCNHead(1024, 512, num_classes, dropout=0.05, bias=True)
         self.conv_3x3 = nn.Sequential(*conv_bn_relu(2048, 512, 3, bias=True))
@@ -266,7 +274,8 @@ def build_tcb(*, num_classes: int = 124, blend: str = "ppm", use_memory: bool = 
               memory_momentum: float = 0.8, dilations: Sequence[int] = (3, 6, 9), deep_sup_scale: float = 0.4,
               depth: int = 101, pretrained: str | None = None, pretrained_backbone: str | None = None,
               encoder: str = "resnet", channels: int = 512, aux_channels: int = 512,
-              drop_path_rate: float = 0.1) -> TCBBase:
+              drop_path_rate: float = 0.1, loss_reduction: str = "official",
+              loss_group_size: int = TCB_LOSS_GROUP_SIZE) -> TCBBase:
     """Registry builder of ``tcb_ppm_r101``, ``tcb_ocr_r101``, ``tcb_ocr_mem_r101``.
 
     Args:
@@ -286,9 +295,14 @@ def build_tcb(*, num_classes: int = 124, blend: str = "ppm", use_memory: bool = 
         channels: PPM width (PPM blend; 512 in the paper, smaller for quick CPU runs).
         aux_channels: deep-supervision hidden width (PPM blend; 512 in the paper).
         drop_path_rate: MiT encoder only: stochastic depth.
+        loss_reduction: ``"official"`` (the TCB code: NLL of bilinearly upsampled 1/8 log-probabilities, mean
+            over the labelled pixels of each group of ``loss_group_size`` clips, groups averaged) or ``"valid"``
+            (CE of upsampled logits, mean over the labelled pixels of the batch).
+        loss_group_size: clips per official GPU (2: 8 clips on 4 GPUs); see :class:`PixelLoss`.
     """
     backbone = _build_encoder(encoder, depth=depth, drop_path_rate=drop_path_rate)
-    common = {"num_classes": num_classes, "dilations": dilations, "deep_sup_scale": deep_sup_scale, "encoder": backbone}
+    common = {"num_classes": num_classes, "dilations": dilations, "deep_sup_scale": deep_sup_scale, "encoder": backbone,
+              "loss": PixelLoss(loss_reduction, "vspw", loss_group_size)}
     if encoder != "resnet" and (blend != "ppm" or pretrained_backbone):
         raise ConfigError(f"TCB on encoder {encoder!r} supports blend='ppm' without pretrained_backbone only")
     if blend == "ppm":
