@@ -101,7 +101,7 @@ def _bench_vspw(tmp: Path, args) -> None:
 
 def _bench_davis(tmp: Path, args) -> None:
     """DAVIS semi-supervised folder scoring; each repeat decodes and scores everything again."""
-    from vidseg.metrics.davis import _read_index_png, evaluate_davis_folder
+    from vidseg.metrics.davis_folder import _read_index_png, evaluate_davis_folder
 
     make_davis(tmp, args.videos, args.frames, args.objects)
     pngs = sorted((tmp / "DAVIS").rglob("*.png")) + sorted((tmp / "res").rglob("*.png"))

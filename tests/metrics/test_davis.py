@@ -9,17 +9,13 @@ from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
 from vidseg.errors import DataError
-from vidseg.metrics.davis import (
+from vidseg.metrics.davis import bound_pixels, db_eval_iou, db_statistics, f_measure, seg2bmap
+from vidseg.metrics.davis_fast import frame_scores
+from vidseg.metrics.davis_folder import (
     DAVISEvaluator,
-    bound_pixels,
-    db_eval_iou,
-    db_statistics,
-    f_measure,
     format_global_csv,
     format_per_sequence_csv,
-    frame_scores,
     score_sequence,
-    seg2bmap,
 )
 
 from .brute_force_vspw_davis import bf_fmeasure, bf_jaccard, bf_seg2bmap, bf_statistics

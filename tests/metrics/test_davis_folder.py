@@ -11,7 +11,7 @@ from PIL import Image
 from vidseg.categories import davis_palette
 from vidseg.cli.main import main
 from vidseg.errors import DataError
-from vidseg.metrics.davis import evaluate_davis_folder
+from vidseg.metrics.davis_folder import evaluate_davis_folder
 
 from .brute_force_vspw_davis import bf_fmeasure, bf_jaccard, bf_statistics
 

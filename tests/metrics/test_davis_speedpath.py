@@ -12,16 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vidseg.metrics.davis import (
+from vidseg.metrics.davis import bound_pixels
+from vidseg.metrics.davis_fast import (
     JointBoundaries,
     LabelBoundaries,
     _count_within,
-    _prepare_gt,
-    bound_pixels,
     disk_rectangles,
     frame_scores,
     nonzero_box,
 )
+from vidseg.metrics.davis_folder import _prepare_gt
 
 # ------------------------------------------------------------------ plain full-frame reference
 
@@ -334,8 +334,8 @@ def _png_variants(tmp_path, rng):
 
 
 def test_read_index_png_equals_plain_reader(tmp_path):
-    from vidseg.metrics.davis import _decode_into_array, _read_index_png
-    from vidseg.metrics.vspw import read_label_png
+    from vidseg.metrics.davis_folder import _decode_into_array, _read_index_png
+    from vidseg.metrics.folder import read_label_png
 
     fast_modes = 0
     for name, path in _png_variants(tmp_path, np.random.default_rng(0)):
@@ -355,7 +355,7 @@ def test_read_index_png_errors_are_the_plain_readers(tmp_path):
     from PIL import Image
 
     from vidseg.errors import DataError
-    from vidseg.metrics.davis import _read_index_png
+    from vidseg.metrics.davis_folder import _read_index_png
 
     rgb = tmp_path / "rgb.png"
     Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(rgb)

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidseg.metrics.davis import GLOBAL_COLUMNS, evaluate_davis_folder
+    from vidseg.metrics.davis_folder import GLOBAL_COLUMNS, evaluate_davis_folder
     from vidseg.tables import format_table, jsonable, write_json
 
     csv_dir = None if args.no_csv else (args.csv_dir or args.results)

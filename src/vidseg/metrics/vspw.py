@@ -32,6 +32,7 @@ from vidseg.metrics.confusion import (
     weighted_iou,
 )
 from vidseg.metrics.evaluator import Evaluator, check_protocol
+from vidseg.metrics.folder import first_names, list_pngs, read_label_png, read_split, run_jobs
 from vidseg.metrics.vc import VCVideoAccumulator, mean_vc
 
 _SHIFT_LUT = np.concatenate([[255], np.arange(0, 254), [255]]).astype(np.uint8)  # raw -> shifted
@@ -177,41 +178,6 @@ def parse_metrics(spec: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def read_label_png(path: str | os.PathLike) -> np.ndarray:
-    """Read a single-channel (L, P or 16-bit) PNG as a 2-D integer array; RGB raises DataError."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            mode = img.mode
-            if mode not in ("L", "P", "I;16", "I", "1"):
-                raise DataError(path, f"image mode is {mode}: an indexed/grayscale label PNG is expected, not colour")
-            arr = np.asarray(img)
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(path, f"unreadable or truncated image ({exc})") from None
-    return arr.astype(np.uint8) if mode == "1" else arr
-
-
-def read_split(root: Path, split: str) -> list[str]:
-    """Video names of ``<root>/<split>.txt`` (one per line), or all folders of data/ if split is 'all'."""
-    if split == "all":
-        return sorted(p.name for p in (root / "data").iterdir() if p.is_dir())
-    path = root / f"{split}.txt"
-    if not path.is_file():
-        raise DataError(path, "split file not found")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
-def _pngs(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.png")) if folder.is_dir() else []
-
-
-def _first(names: list[str], k: int = 5) -> str:
-    return ", ".join(names[:k]) + (" ..." if len(names) > k else "")
-
-
 def check_vspw_predictions(root: Path, pred: Path, videos: list[str], protocol: str,
                            tc_videos: Sequence[str] = ()) -> dict[str, list[str]]:
     """List GT frame stems per video and check that each has a prediction.
@@ -226,23 +192,23 @@ def check_vspw_predictions(root: Path, pred: Path, videos: list[str], protocol: 
     tc_set = set(tc_videos)
     for v in videos:
         mask_dir = root / "data" / v / "mask"
-        stems = _pngs(mask_dir)
+        stems = list_pngs(mask_dir)
         if not stems:
             raise DataError(mask_dir, "no ground-truth masks (*.png) for this video")
         frames[v] = stems
-        have = set(_pngs(pred / v))
+        have = set(list_pngs(pred / v))
         need = set(stems)
         if v in tc_set:
             need |= {p.stem for p in (root / "data" / v / "origin").glob("*.jpg")}
         missing += [f"{v}/{s}.png" for s in sorted(need - have)]
         extra += [f"{v}/{s}.png" for s in sorted(have - need)]
     if missing:
-        raise DataError(pred, f"{len(missing)} prediction frames missing: {_first(missing)}")
+        raise DataError(pred, f"{len(missing)} prediction frames missing: {first_names(missing)}")
     vset = set(videos)
     extra_videos = sorted(p.name for p in pred.iterdir() if p.is_dir() and p.name not in vset) if pred.is_dir() else []
     extra += [f"{v}/" for v in extra_videos]
     if extra:
-        msg = f"{len(extra)} predictions without ground truth (ignored): {_first(extra)}"
+        msg = f"{len(extra)} predictions without ground truth (ignored): {first_names(extra)}"
         if protocol == "strict":
             raise DataError(pred, msg)
         warnings.warn(f"{pred}: {msg}", stacklevel=2)
@@ -341,29 +307,3 @@ def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, sp
         out.update(tc.evaluate())
     out["protocol"] = protocol
     return out
-
-
-def run_jobs(fn, jobs: list[dict[str, Any]], workers: int, progress: bool, desc: str):
-    """Yield ``fn(job)`` for each job in order, with ``workers`` processes and a tqdm bar (ETA)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), desc=desc, unit="video", disable=not progress, dynamic_ncols=True)
-    try:
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                yield fn(job)
-                bar.update(1)
-            return
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_worker_init) as pool:
-            for res in pool.imap(fn, jobs, chunksize=1):
-                yield res
-                bar.update(1)
-    finally:
-        bar.close()
-
-
-def _worker_init() -> None:
-    # one thread per worker process (torch is imported later, by the TC warp, if at all)
-    os.environ["OMP_NUM_THREADS"] = "1"

@@ -18,6 +18,7 @@ import numpy as np
 
 from vidseg.errors import DataError
 from vidseg.metrics.evaluator import Evaluator
+from vidseg.metrics.folder import read_label_png
 
 CATEGORIES = ("aeroplane", "bird", "boat", "car", "cat", "cow", "dog", "horse", "motorbike", "train")
 
@@ -74,8 +75,6 @@ def evaluate_youtube_objects_folder(gt_root: str | os.PathLike, pred_root: str |
     Raises:
         DataError: no GT found, or predictions missing (count and first names).
     """
-    from vidseg.metrics.vspw import read_label_png
-
     gt_root, pred_root = Path(gt_root), Path(pred_root)
     gts = sorted(gt_root.glob("*/*/*.png"))
     if not gts:
