@@ -29,7 +29,7 @@ class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
 class PredBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d of the temporal branch; see the module docstring for ``batch_stats_in_eval``."""
 
-    batch_stats_in_eval: bool = True
+    batch_stats_in_eval: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] -> same shape; batch statistics in train mode and in the official eval mode."""
