@@ -15,9 +15,10 @@ This is the only place that knows how recipes map onto the library's pieces:
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,11 @@ from vidseg.data.sampling import CFFMSampler, ClipSampler, OffsetSampler, Single
 from vidseg.data.synth import generate
 from vidseg.data.vspw import VSPWDataset
 from vidseg.errors import ConfigError
+from vidseg.flow.backends import DISFlow
+from vidseg.inference.predictor import VideoPredictor
+from vidseg.metrics.scoring import ScoredFrame, score_video
+from vidseg.metrics.tc import TCEvaluator
+from vidseg.metrics.vspw import VSPWEvaluator
 from vidseg.models.checkpoint import load_weights
 from vidseg.models.registry import build, get_entry, resolve
 
@@ -41,6 +47,7 @@ _LOSS_KWARGS = {
     "stcl_weight": ("stcl_weight",),
     "frame_weight": ("frame_weight",),
     "target_weight": ("target_weight", "ce_weight"),
+    "reduction": ("loss_reduction",),
 }
 # weights built into a model's ``losses`` (no builder keyword): recipes may state them, not change them
 _BUILT_IN_WEIGHTS = {
@@ -192,34 +199,34 @@ def val_videos(cfg: TrainConfig, out_dir: str | os.PathLike) -> list[Any]:
 
 def predict_video(model: nn.Module, video: Any, device: torch.device | str | None = None) -> list[np.ndarray]:
     """Argmax predictions (uint8 [H, W]) of every frame of a reader video, streamed online."""
-    from vidseg.inference.predictor import VideoPredictor
-
     predictor = VideoPredictor(model, device=device)
     frames = (video.load_frame(i) for i in range(len(video)))
     return [p.labels for p in predictor.predict(frames)]
 
 
+def _scored_frames(video: Any, preds: list[np.ndarray]) -> Iterator[ScoredFrame]:
+    for i, pred in enumerate(preds):
+        yield ScoredFrame(f"{i:05d}", pred, video.load_raw_mask(i), functools.partial(video.load_frame, i),
+                          f"{video.name}/{i}")
+
+
 def evaluate_videos(model: nn.Module, videos: Sequence[Any], device: torch.device | str | None = None, *,
                     num_classes: int = 124, tc: bool = False, keep_predictions: bool = False
                     ) -> tuple[dict[str, float], dict[str, list[np.ndarray]]]:
-    """mIoU, WIoU, mVC8, mVC16 (and TC with DIS flow) of ``model`` on reader videos with raw VSPW masks.
+    """mIoU, WIoU, mVC8, mVC16 (and TC with DIS flow) of ``model`` on reader videos with raw VSPW masks,
+    through the scoring loop :func:`vidseg.metrics.scoring.score_video`.
 
     Returns:
         (metrics as fractions, {video: predictions} when ``keep_predictions``).
     """
-    from vidseg.metrics.vspw import VSPWEvaluator
-
     was_training = model.training
     ev = VSPWEvaluator(num_classes=num_classes, vc_lengths=(8, 16))
-    tc_ev, flow = _tc_tools(num_classes) if tc else (None, None)
+    tc_ev, flow = (TCEvaluator(num_classes), DISFlow()) if tc else (None, None)
     kept: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for video in videos:
             preds = predict_video(model, video, device)
-            for i, pred in enumerate(preds):
-                ev.process(video.load_raw_mask(i), pred, video=video.name)
-            if tc_ev is not None:
-                _tc_video(tc_ev, flow, video, preds)
+            score_video(video.name, _scored_frames(video, preds), ev, tc_ev, flow)
             if keep_predictions:
                 kept[video.name] = preds
     res = ev.evaluate()
@@ -228,21 +235,6 @@ def evaluate_videos(model: nn.Module, videos: Sequence[Any], device: torch.devic
         metrics["TC"] = float(tc_ev.evaluate()["TC"])
     model.train(was_training)
     return metrics, kept
-
-
-def _tc_tools(num_classes: int) -> tuple[Any, Any]:
-    from vidseg.flow.backends import DISFlow
-    from vidseg.metrics.tc import TCEvaluator
-
-    return TCEvaluator(num_classes), DISFlow()
-
-
-def _tc_video(tc_ev: Any, flow: Any, video: Any, preds: list[np.ndarray]) -> None:
-    prev = video.load_frame(0)
-    for t in range(len(preds) - 1):
-        nxt = video.load_frame(t + 1)
-        tc_ev.process(preds[t], preds[t + 1], flow(prev, nxt, video=video.name))
-        prev = nxt
 
 
 def make_evaluate_fn(cfg: TrainConfig, out_dir: str | os.PathLike) -> Any:

@@ -18,7 +18,9 @@ from vidseg.errors import ConfigError, DataError
 
 
 class FlowBackend(Protocol):
-    """Computes the flow from frame t to frame t+1."""
+    """Computes the flow from frame t to frame t+1; ``needs_frames`` says whether it reads the images."""
+
+    needs_frames: bool
 
     def __call__(self, frame_t: np.ndarray | None, frame_t1: np.ndarray | None, *, video: str,
                  stem_t: str, stem_t1: str) -> np.ndarray: ...

@@ -7,7 +7,6 @@ array (:func:`_read_index_png`); folder plumbing (splits, jobs, missing/extra ch
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from vidseg.errors import DataError
 from vidseg.metrics.davis import BOUND_TH, db_statistics
 from vidseg.metrics.davis_fast import frame_scores
 from vidseg.metrics.evaluator import Evaluator, check_protocol
-from vidseg.metrics.folder import read_label_png, run_jobs
+from vidseg.metrics.folder import raise_missing, read_label_png, report_extra, run_jobs
 
 MAX_PROPOSALS = 20
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -265,16 +264,10 @@ def _check_results(gt_root, res_root, sequences: list[str], task: str, protocol:
         need = stems[1:-1] if task == "semi-supervised" else stems
         have = {p.stem for p in (Path(res_root) / seq).glob("*.png")}
         missing += [f"{seq}/{s}.png" for s in need if s not in have]
-    if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise DataError(res_root, f"{len(missing)} result frames missing: {shown}")
+    raise_missing(missing, res_root, "result frames")
     seqset = set(sequences)
     extra = sorted(p.name for p in Path(res_root).iterdir() if p.is_dir() and p.name not in seqset)
-    if extra:
-        msg = f"{len(extra)} result folders not in the evaluated set (ignored): {', '.join(extra[:5])}"
-        if protocol == "strict":
-            raise DataError(res_root, msg)
-        warnings.warn(f"{res_root}: {msg}", stacklevel=2)
+    report_extra(extra, res_root, protocol, "result folders not in the evaluated set")
     return stems_of
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,20 @@ def run_jobs(fn, jobs: list[dict[str, Any]], workers: int, progress: bool, desc:
 def _worker_init() -> None:
     # one thread per worker process (torch is imported later, by the TC warp, if at all)
     os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def raise_missing(missing: list[str], where: str | os.PathLike, what: str = "prediction frames") -> None:
+    """Raise :class:`DataError` at ``where`` naming how many of ``what`` are missing and the first few."""
+    if missing:
+        raise DataError(where, f"{len(missing)} {what} missing: {first_names(missing)}")
+
+
+def report_extra(extra: list[str], where: str | os.PathLike, protocol: str,
+                 what: str = "predictions without ground truth") -> None:
+    """Files nobody asked for: an error in the strict protocol, a warning in the official one (ignored)."""
+    if not extra:
+        return
+    msg = f"{len(extra)} {what} (ignored): {first_names(extra)}"
+    if protocol == "strict":
+        raise DataError(where, msg)
+    warnings.warn(f"{where}: {msg}", stacklevel=3)

@@ -13,16 +13,18 @@ do not depend on the number of workers.
 
 from __future__ import annotations
 
+import functools
 import os
-import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vidseg.categories import NUM_VSPW_CLASSES
+from vidseg.categories import NUM_VSPW_CLASSES, vspw_class_names
 from vidseg.errors import ConfigError, DataError
+from vidseg.fileio import read_image
+from vidseg.flow.backends import make_flow_backend
 from vidseg.metrics.confusion import (
     check_pred_range,
     confusion_matrix,
@@ -32,7 +34,16 @@ from vidseg.metrics.confusion import (
     weighted_iou,
 )
 from vidseg.metrics.evaluator import Evaluator, check_protocol
-from vidseg.metrics.folder import first_names, list_pngs, read_label_png, read_split, run_jobs
+from vidseg.metrics.folder import (
+    list_pngs,
+    raise_missing,
+    read_label_png,
+    read_split,
+    report_extra,
+    run_jobs,
+)
+from vidseg.metrics.scoring import ScoredFrame, score_video
+from vidseg.metrics.tc import TCEvaluator
 from vidseg.metrics.vc import VCVideoAccumulator, mean_vc
 
 _SHIFT_LUT = np.concatenate([[255], np.arange(0, 254), [255]]).astype(np.uint8)  # raw -> shifted
@@ -202,58 +213,40 @@ def check_vspw_predictions(root: Path, pred: Path, videos: list[str], protocol: 
             need |= {p.stem for p in (root / "data" / v / "origin").glob("*.jpg")}
         missing += [f"{v}/{s}.png" for s in sorted(need - have)]
         extra += [f"{v}/{s}.png" for s in sorted(have - need)]
-    if missing:
-        raise DataError(pred, f"{len(missing)} prediction frames missing: {first_names(missing)}")
+    raise_missing(missing, pred)
     vset = set(videos)
     extra_videos = sorted(p.name for p in pred.iterdir() if p.is_dir() and p.name not in vset) if pred.is_dir() else []
     extra += [f"{v}/" for v in extra_videos]
-    if extra:
-        msg = f"{len(extra)} predictions without ground truth (ignored): {first_names(extra)}"
-        if protocol == "strict":
-            raise DataError(pred, msg)
-        warnings.warn(f"{pred}: {msg}", stacklevel=2)
+    report_extra(extra, pred, protocol)
     return frames
+
+
+def _frames(root: Path, pred: Path, video: str, stems: Sequence[str], with_gt: bool) -> Iterator[ScoredFrame]:
+    """The frames of one video read from the folders (GT masks when ``with_gt``; otherwise range-checked)."""
+    for stem in stems:
+        where = str(pred / video / f"{stem}.png")
+        gt = read_label_png(root / "data" / video / "mask" / f"{stem}.png") if with_gt else None
+        p = read_label_png(pred / video / f"{stem}.png")
+        if not with_gt:
+            check_pred_range(p, NUM_VSPW_CLASSES, where)
+        image = functools.partial(read_image, root / "data" / video / "origin" / f"{stem}.jpg", mode="RGB")
+        yield ScoredFrame(stem, p, gt, image, where)
 
 
 def _video_job(job: dict[str, Any]) -> dict[str, Any]:
     """Score one video (worker side). Returns its VSPW state and, if asked, its TC state."""
-    from vidseg.metrics.tc import TCEvaluator
-
     root, pred, video = Path(job["root"]), Path(job["pred"]), job["video"]
     ev = VSPWEvaluator(vc_lengths=job["vc_lengths"], protocol=job["protocol"], miou_rule=job["miou_rule"])
     tc = TCEvaluator() if job["tc"] else None
     flow = job["flow"]
     origin_stems = sorted(p.stem for p in (root / "data" / video / "origin").glob("*.jpg")) if tc else []
-    same = tc is not None and origin_stems == job["stems"]
-    prev: tuple[str, np.ndarray, Any] | None = None
-    for stem in job["stems"]:
-        gt = read_label_png(root / "data" / video / "mask" / f"{stem}.png")
-        p = read_label_png(pred / video / f"{stem}.png")
-        ev.process(gt, p, video=video, where=str(pred / video / f"{stem}.png"))
-        if same:
-            prev = _tc_step(tc, flow, root, video, stem, p, prev)
-    if tc is not None and not same:
-        for stem in origin_stems:
-            p = read_label_png(pred / video / f"{stem}.png")
-            check_pred_range(p, NUM_VSPW_CLASSES, str(pred / video / f"{stem}.png"))
-            prev = _tc_step(tc, flow, root, video, stem, p, prev)
+    if tc is not None and origin_stems == job["stems"]:  # one pass scores both
+        score_video(video, _frames(root, pred, video, job["stems"], True), ev, tc, flow)
+    else:
+        score_video(video, _frames(root, pred, video, job["stems"], True), ev)
+        if tc is not None:
+            score_video(video, _frames(root, pred, video, origin_stems, False), None, tc, flow)
     return {"vspw": ev.state_dict(), "tc": tc.state_dict() if tc is not None else None}
-
-
-def _tc_step(tc, flow, root: Path, video: str, stem: str, pred: np.ndarray, prev):
-    frame = None
-    if getattr(flow, "needs_frames", True):
-        from vidseg.fileio import read_image
-
-        frame = read_image(root / "data" / video / "origin" / f"{stem}.jpg", mode="RGB")
-    if prev is not None:
-        pstem, ppred, pframe = prev
-        f = flow(pframe, frame, video=video, stem_t=pstem, stem_t1=stem)
-        if f.shape[:2] != ppred.shape:
-            raise DataError(root / "data" / video / "origin" / f"{pstem}.jpg",
-                            f"flow size {f.shape[:2]} differs from prediction size {ppred.shape}")
-        tc.process(ppred, pred, f)
-    return stem, pred, frame
 
 
 def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, split: str = "val",
@@ -277,10 +270,6 @@ def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, sp
     Returns:
         dict with mIoU, WIoU, pixel_acc, mVC<n>, TC (fractions), per_class ({name: IoU or None}), counts.
     """
-    from vidseg.categories import vspw_class_names
-    from vidseg.flow import make_flow_backend
-    from vidseg.metrics.tc import TCEvaluator
-
     check_protocol(protocol)
     mets = parse_metrics(metrics)
     root, pred = Path(root), Path(pred)

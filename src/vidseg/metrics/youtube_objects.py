@@ -18,7 +18,7 @@ import numpy as np
 
 from vidseg.errors import DataError
 from vidseg.metrics.evaluator import Evaluator
-from vidseg.metrics.folder import read_label_png
+from vidseg.metrics.folder import raise_missing, read_label_png
 
 CATEGORIES = ("aeroplane", "bird", "boat", "car", "cat", "cow", "dog", "horse", "motorbike", "train")
 
@@ -80,8 +80,7 @@ def evaluate_youtube_objects_folder(gt_root: str | os.PathLike, pred_root: str |
     if not gts:
         raise DataError(gt_root, "no ground-truth masks <category>/<video>/<frame>.png found")
     missing = [str(p.relative_to(gt_root)) for p in gts if not (pred_root / p.relative_to(gt_root)).is_file()]
-    if missing:
-        raise DataError(pred_root, f"{len(missing)} prediction frames missing: {', '.join(missing[:5])}")
+    raise_missing(missing, pred_root)
     ev = YouTubeObjectsEvaluator()
     for p in gts:
         rel = p.relative_to(gt_root)
