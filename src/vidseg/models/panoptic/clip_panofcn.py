@@ -46,8 +46,9 @@ NUM_PARAMS_R50 = 36_978_766
 def coord_features(feat: torch.Tensor) -> torch.Tensor:
     """Append (row, column) coordinates in ``linspace(-1, 1)``: [N, C, H, W] -> [N, C + 2, H, W]."""
     n, _, h, w = feat.shape
-    rows = torch.linspace(-1, 1, h, device=feat.device, dtype=feat.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
-    cols = torch.linspace(-1, 1, w, device=feat.device, dtype=feat.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
+    # float32 coordinates whatever the feature dtype, as the official code (its linspace has the default dtype)
+    rows = torch.linspace(-1, 1, h, device=feat.device).to(feat.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
+    cols = torch.linspace(-1, 1, w, device=feat.device).to(feat.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
     return torch.cat([feat, rows, cols], dim=1)
 
 
