@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vidseg.engine.demo import DEFAULT_MODELS, METRICS, TCB_MODEL, DemoSize, format_summary, run_demo
+from vidseg.demo.runs import DEFAULT_MODELS, METRICS, TCB_MODEL, DemoSize, format_summary, run_demo
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ HELP = ("Run the demo: generate synthetic VSPW data, train a SegFormer baseline 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vidseg.engine.demo import DemoSize
+    from vidseg.demo.data import DemoSize
 
     d = DemoSize()
     parser.add_argument("--out", default="demo_out", help="output folder")
@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_basic(args: argparse.Namespace, size: tuple[int, int]) -> int:
+    from vidseg.demo.data import run_basic_demo
     from vidseg.tables import format_table, write_json
-    from vidseg.viz.demo import run_basic_demo
 
     result = run_basic_demo(args.out, videos=args.videos, frames=args.frames, size=size, seed=args.seed,
                             progress=not args.quiet)
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     height, width = parse_size(args.size)
     if args.basic:
         return _run_basic(args, (height, width))
-    from vidseg.engine.demo import DemoSize, run_demo
+    from vidseg.demo.data import DemoSize
+    from vidseg.demo.runs import run_demo
     from vidseg.tables import write_json
 
     d = DemoSize()

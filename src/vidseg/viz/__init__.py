@@ -2,7 +2,7 @@
 
 Submodules: ``palette`` (class and instance colours), ``overlay`` (alpha blend, contours), ``grid``
 (side-by-side panels, contact sheets), ``video`` (PNG, mp4 via PyAV, GIF via Pillow; atomic writes),
-``report`` (self-contained HTML with tables, plots and videos), ``demo`` (``vidseg demo``).
+``report`` (self-contained HTML with tables, plots and videos). The demo lives in :mod:`vidseg.demo`.
 Importing this package loads nothing heavy.
 """
 
@@ -20,7 +20,7 @@ _EXPORTS = {
     "write_png": "video", "write_mp4": "video", "write_gif": "video", "Mp4Writer": "video",
     "write_report": "report", "Section": "report", "Table": "report", "Plot": "report", "Video": "report",
     "Image": "report",
-    "run_basic_demo": "demo",
+
 }
 
 __all__ = sorted(_EXPORTS)

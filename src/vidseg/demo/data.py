@@ -1,7 +1,7 @@
 """``vidseg demo`` (basic part): a synthetic VSPW dataset, an overlay video and a ground-truth contact sheet.
 
 The demo reads its own dataset back through the VSPW reader, so it also shows that the synthetic layout
-is the official one. The training part of the demo builds on :func:`run_basic_demo`.
+is the official one. The training part of the demo is :mod:`vidseg.demo.runs`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from vidseg.data.synth import generate
+from vidseg.data.vspw import VSPWDataset
+from vidseg.viz.grid import comparison, contact_sheet
+from vidseg.viz.palette import colorize
+from vidseg.viz.video import write_mp4, write_png
+
+
+@dataclass
+class DemoSize:
+    """Data and training sizes (the defaults fit in about 10 minutes on 2 cores)."""
+
+    videos: int = 12
+    frames: int = 24
+    height: int = 96
+    width: int = 128
+    iters: int = 300
+    batch: int = 4
+    lr: float = 1e-3
 
 
 @dataclass
@@ -36,8 +55,6 @@ class DemoResult:
 
 def overlay_frames(video, alpha: float = 0.5):
     """Yield frame | ground-truth overlay panels for every frame of a VSPW reader video."""
-    from vidseg.viz.grid import comparison
-
     for i in range(len(video)):
         frame, label = video.load_sample(i)
         yield comparison(frame, label, None, titles=(f"{video.name} frame {i + 1}", "ground truth", ""), alpha=alpha)
@@ -45,8 +62,6 @@ def overlay_frames(video, alpha: float = 0.5):
 
 def gt_contact_sheet(videos, per_video: int = 6) -> np.ndarray:
     """A contact sheet with ``per_video`` evenly spaced colourised ground-truth masks per video (one row each)."""
-    from vidseg.viz.grid import contact_sheet
-    from vidseg.viz.palette import colorize
 
     tiles, labels = [], []
     for video in videos:
@@ -70,9 +85,6 @@ def run_basic_demo(out: str | os.PathLike, *, videos: int = 2, frames: int = 24,
         fps: frame rate of the overlay video.
         progress: show progress bars.
     """
-    from vidseg.data.synth import generate
-    from vidseg.data.vspw import VSPWDataset
-    from vidseg.viz.video import write_mp4, write_png
 
     start = time.perf_counter()
     out = Path(out)

@@ -1,5 +1,7 @@
 """The end-to-end demo: synthetic VSPW data -> train an image baseline and temporal models -> evaluate -> report.
 
+The training part of the ``vidseg demo`` package (data: :mod:`vidseg.demo.data`, report: :mod:`vidseg.demo.report`).
+
 ``run_demo(out)`` writes ``out/summary.json`` (``{"models": {name: {"mIoU", "WIoU", "mVC8", "mVC16", "TC"}}}``,
 metrics as fractions in [0, 1] like the evaluation JSONs), ``out/report.html`` (tables, training curves, per-video consistency, side-by-side overlay
 video of ground truth, baseline and temporal models) and prints the table (in percent).
@@ -31,10 +33,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vidseg.config import TrainConfig
-
-METRICS = ("mIoU", "WIoU", "mVC8", "mVC16", "TC")
+from vidseg.data.synth import generate
+from vidseg.data.vspw import VSPWDataset
+from vidseg.demo.data import DemoSize
+from vidseg.demo.report import METRICS, percent, write_demo_report
+from vidseg.engine.build import build_model, build_train_dataset, evaluate_videos
+from vidseg.engine.trainer import Trainer, seed_everything
+from vidseg.metrics.vspw import VSPWEvaluator
+from vidseg.models.checkpoint import load_state_dict
+from vidseg.tables import format_table, write_json
 
 
 @dataclass
@@ -62,19 +72,6 @@ DEFAULT_MODELS = (
 TCB_MODEL = DemoModel("tcb_ppm_b0", "tcb_ppm_r101",
                       {"encoder": "mit_b0", "channels": 64, "aux_channels": 32, "drop_path_rate": 0.0},
                       init_from="segformer_b0 (baseline)", init_rename={"backbone.": "encoder."}, iter_scale=2 / 3)
-
-
-@dataclass
-class DemoSize:
-    """Data and training sizes (the defaults fit in about 10 minutes on 2 cores)."""
-
-    videos: int = 12
-    frames: int = 24
-    height: int = 96
-    width: int = 128
-    iters: int = 300
-    batch: int = 4
-    lr: float = 1e-3
 
 
 def demo_config(model: DemoModel, root: Path, size: DemoSize, seed: int) -> TrainConfig:
@@ -110,8 +107,6 @@ def _init_from(net: Any, source: dict[str, Any] | None, rename: dict[str, str] |
     """
     if source is None:
         return 0
-    from vidseg.models.checkpoint import load_state_dict
-
     own = net.state_dict()
     renamed = {_rename(k, rename or {}): v for k, v in source["state"].items()}
     shared = {k: v for k, v in renamed.items() if k in own and own[k].shape == v.shape}
@@ -120,12 +115,6 @@ def _init_from(net: Any, source: dict[str, Any] | None, rename: dict[str, str] |
 
 def _train_and_eval(model: DemoModel, root: Path, out: Path, size: DemoSize, seed: int,
                     source: dict[str, Any] | None = None) -> dict[str, Any]:
-    import torch
-
-    from vidseg.data.vspw import VSPWDataset
-    from vidseg.engine.build import build_model, build_train_dataset, evaluate_videos
-    from vidseg.engine.trainer import Trainer, seed_everything
-
     cfg = demo_config(model, root, size, seed)
     run_dir = out / "runs" / model.name
     seed_everything(seed)
@@ -143,8 +132,6 @@ def _train_and_eval(model: DemoModel, root: Path, out: Path, size: DemoSize, see
 
 
 def _per_video_vc(videos: Sequence[Any], preds: dict[str, list[np.ndarray]], n: int) -> dict[str, float]:
-    from vidseg.metrics.vspw import VSPWEvaluator
-
     out = {}
     for video in videos:
         ev = VSPWEvaluator(vc_lengths=(n,))
@@ -166,10 +153,6 @@ def run_demo(out: str | os.PathLike = "demo_out", *, size: DemoSize | None = Non
         seed: data and training seed.
         progress: show progress bars.
     """
-    import torch
-
-    from vidseg.data.synth import generate
-
     size = size or DemoSize()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,93 +179,19 @@ def run_demo(out: str | os.PathLike = "demo_out", *, size: DemoSize | None = Non
                              for m in chosen}},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    from vidseg.tables import write_json
-
     write_json(out / "summary.json", summary)
-    _write_report(out, root, results, summary, chosen)
+    write_demo_report(out, root, results, summary, chosen)
     print(format_summary(summary))
     return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The metrics table (percent; ``summary`` holds fractions)."""
-    from vidseg.tables import format_table
-
-    rows = [[label, *_percent(m)] for label, m in summary["models"].items()]
+    rows = [[label, *percent(m)] for label, m in summary["models"].items()]
     return format_table(rows, ["model", *METRICS])
 
 
-def _percent(metrics: dict[str, float]) -> list[float]:
-    return [round(100 * metrics[k], 2) for k in METRICS]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# report
-# ----------------------------------------------------------------------------------------------------------
-
-def _curves(results: dict[str, dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
-    from vidseg.engine.logging import read_metrics
-
-    series = {}
-    for label, r in results.items():
-        recs = [x for x in read_metrics(Path(r["run_dir"]) / "metrics.jsonl") if "loss" in x]
-        series[label] = ([int(x["iter"]) for x in recs], [x["loss"] for x in recs])
-    return series
-
-
-def _overlay_video(out: Path, root: Path, results: dict[str, dict[str, Any]], labels: Sequence[str]) -> Path | None:
-    from vidseg.data.vspw import VSPWDataset
-    from vidseg.viz.grid import side_by_side
-    from vidseg.viz.overlay import overlay_semantic
-
-    video = VSPWDataset(root, "val").videos[0]
-    frames = []
-    for i in range(len(video)):
-        image = video.load_frame(i)
-        panels = [overlay_semantic(image, video.load_label(i)),
-                  *(overlay_semantic(image, results[label]["predictions"][video.name][i]) for label in labels)]
-        frames.append(side_by_side(panels, ["ground truth", *labels]))
-    try:
-        from vidseg.viz.video import write_mp4
-
-        return write_mp4(out / "overlay.mp4", frames, fps=6)
-    except Exception:  # PyAV missing or no H.264 encoder: fall back to a GIF
-        from vidseg.viz.video import write_gif
-
-        return write_gif(out / "overlay.gif", frames, fps=6)
-
-
-def _write_report(out: Path, root: Path, results: dict[str, dict[str, Any]], summary: dict[str, Any],
-                  chosen: Sequence[DemoModel]) -> None:
-    from vidseg.viz.report import Plot, Section, Table, Video, write_report
-
-    labels = list(results)
-    rows = [[label, *_percent(summary["models"][label]), summary["train_seconds"][label]]
-            for label in labels]
-    videos = sorted(next(iter(results.values()))["per_video_vc8"])
-    per_video = {label: (list(range(len(videos))), [results[label]["per_video_vc8"][v] for v in videos])
-                 for label in labels}
-    video_path = _overlay_video(out, root, results, labels)
-    setup = summary["setup"]
-    text = (f"Synthetic VSPW-layout data: {setup['videos']} videos x {setup['frames']} frames of "
-            f"{setup['size_hw'][1]}x{setup['size_hw'][0]}; the baseline trained from scratch on CPU, every model for "
-            f"{setup['iters']} steps of {setup['batch']} clips (AdamW, lr {setup['lr']}). Models: "
-            + "; ".join(f"{m.label} = {m.name} {m.kwargs}" + (f", initialised from {m.init_from}" if m.init_from else "")
-                        for m in chosen) + ". Metrics in percent; TC uses "
-            "OpenCV DIS flow (the official script uses RAFT).")
-    sections = [
-        Section("Results", text, [Table(["model", *METRICS, "train s"], rows)]),
-        Section("Training curves", "Training loss per logged step.", [Plot("loss", _curves(results), "step", "loss")]),
-        Section("Per-video consistency", "VC8 of each validation video (x = video index: " + ", ".join(videos) + ").",
-                [Plot("VC8 per video", per_video, "video", "VC8 (%)", kind="bar")]),
-    ]
-    if video_path is not None:
-        sections.append(Section("Overlays", "Ground truth, the baseline and the temporal models on the first "
-                                "validation video.", [Video(video_path, " | ".join(["ground truth", *labels]))]))
-    write_report(out / "report.html", sections, title="vidseg demo")
-
-
-def main() -> None:  # pragma: no cover - convenience for `python -m vidseg.engine.demo`
+def main() -> None:  # pragma: no cover - convenience for `python -m vidseg.demo.runs`
     print(json.dumps(run_demo(), indent=2))
 
 
