@@ -119,7 +119,8 @@ def inpaint_background(image: np.ndarray, mask: np.ndarray, *, radius: int = 5, 
     return cv2.inpaint(np.ascontiguousarray(image), hole * 255, radius, cv2.INPAINT_TELEA)
 
 
-def thin_plate_map(source: np.ndarray, target: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def thin_plate_map(source: np.ndarray, target: np.ndarray, shape: tuple[int, int],
+                   step: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """A ``cv2.remap`` map that moves the control points ``source`` to ``target``.
 
     The map is the thin-plate spline f (kernel r^2 log r^2, plus an affine part) with f(target_i) = source_i,
@@ -129,6 +130,8 @@ def thin_plate_map(source: np.ndarray, target: np.ndarray, shape: tuple[int, int
     Args:
         source, target: float [N, 2] (x, y) control points, N >= 3 and not all on one line.
         shape: (H, W) of the output.
+        step: evaluate the spline every ``step`` pixels and interpolate bilinearly in between (the spline is
+            smooth; step 4 is 16 times cheaper and differs by a small fraction of a pixel).
 
     Returns:
         (map_x, map_y), float32 [H, W] each.
@@ -148,11 +151,17 @@ def thin_plate_map(source: np.ndarray, target: np.ndarray, shape: tuple[int, int
     rhs[:n] = source
     coef = np.linalg.lstsq(system, rhs, rcond=None)[0]
     h, w = shape
-    ys, xs = np.mgrid[0:h, 0:w]
+    gh, gw = -(-(h - 1) // step) + 1, -(-(w - 1) // step) + 1  # nodes 0, step, ... reaching the last pixel
+    ys, xs = np.mgrid[0:gh, 0:gw] * step
     grid = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
     g2 = ((grid[:, None, :] - target[None, :, :]) ** 2).sum(-1)
-    mapped = kernel(g2) @ coef[:n] + coef[n] + grid @ coef[n + 1:]
-    return mapped[:, 0].reshape(h, w).astype(np.float32), mapped[:, 1].reshape(h, w).astype(np.float32)
+    mapped = (kernel(g2) @ coef[:n] + coef[n] + grid @ coef[n + 1:]).astype(np.float32)
+    map_x, map_y = mapped[:, 0].reshape(gh, gw), mapped[:, 1].reshape(gh, gw)
+    if step == 1:
+        return map_x, map_y
+    fy, fx = np.mgrid[0:h, 0:w].astype(np.float32) / np.float32(step)
+    return (cv2.remap(map_x, fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+            cv2.remap(map_y, fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
 
 
 def change_illumination(image: np.ndarray, rng: np.random.Generator, cfg: DreamConfig = DreamConfig()) -> np.ndarray:
@@ -190,7 +199,7 @@ def random_deform(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         pick = rng.choice(xs.size, cfg.deform_points, replace=False)
         source = np.stack([xs[pick], ys[pick]], axis=1).astype(np.float64)
         shift = rng.uniform(-cfg.deform_shift, cfg.deform_shift, size=(cfg.deform_points, 2)) * (box_w, box_h)
-        map_x, map_y = thin_plate_map(source, source + shift, mask.shape)
+        map_x, map_y = thin_plate_map(source, source + shift, mask.shape, step=4)
         new_mask = cv2.remap(mask, map_x, map_y, cv2.INTER_NEAREST)
         if new_mask.any():
             return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT), new_mask
