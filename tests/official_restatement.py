@@ -107,7 +107,7 @@ def run_official(model: torch.nn.Module, paths: Sequence[Path], family: str,
     inputs: dict[int, torch.Tensor] = {}
     masks = []
     for t in range(num):
-        clip = {"cffm": cffm_clip(t), "segformer": [t], "tcb": tcb_clip(t, num)}[family]
+        clip = cffm_clip(t) if family == "cffm" else tcb_clip(t, num) if family == "tcb" else [t]
         for i in clip:
             if i not in inputs:
                 inputs[i] = tcb_input(paths[i]) if family == "tcb" else mmseg_input(paths[i], scale, divisor)

@@ -82,6 +82,11 @@ class TestSettings:
         """A copy with the fields the user gave (None values are ignored)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
+    def predictor_options(self, *, tta: bool = False) -> dict[str, Any]:
+        """Keyword arguments of :class:`vidseg.inference.VideoPredictor` for these settings."""
+        return {"mode": self.mode, "img_scale": self.img_scale, "size_divisor": self.size_divisor,
+                "normalization": self.norm, "short_video": self.short_video, "tta": self.tta() if tta else None}
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (``img_scale`` as a list or None)."""
         out = asdict(self)

@@ -28,7 +28,6 @@ from vidseg.data.transforms import (
     aligned_resize,
     aligned_size,
     normalize_frames,
-    resize_image,
 )
 
 # ``tools/test.py --aug-test`` (VSS-CFFM, NVlabs/SegFormer): ratios per dataset, always with flip.
@@ -114,13 +113,6 @@ def prepare_view(frame: np.ndarray, flip: bool = False, normalization: Normaliza
         frame = frame[:, ::-1]
     x = normalize_frames(frame, normalization.mean, normalization.std, normalization.input_scale).unsqueeze(0)
     return x.to(device) if device is not None else x
-
-
-def prepare_frame(frame: np.ndarray, size_hw: tuple[int, int], flip: bool = False,
-                  device: torch.device | str | None = None) -> torch.Tensor:
-    """Deprecated single-resize path (one cv2 resize straight to ``size_hw``); use :func:`resize_view` +
-    :func:`prepare_view`, which reproduce the official two-step resize."""
-    return prepare_view(resize_image(frame, size_hw), flip, device=device)
 
 
 def logits_to_probs(logits: torch.Tensor, out_size: tuple[int, int], flip: bool = False) -> torch.Tensor:
