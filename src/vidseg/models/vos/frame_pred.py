@@ -73,9 +73,8 @@ def init_bilinear_(deconv: nn.ConvTranspose2d) -> None:
         raise ValueError("init_bilinear_: needs equal in/out channels and a square kernel")
     with torch.no_grad():
         deconv.weight.zero_()
-        kernel = bilinear_kernel(kh)
-        for i in range(out_c):
-            deconv.weight[i, i] = kernel
+        idx = torch.arange(out_c)
+        deconv.weight[idx, idx] = bilinear_kernel(kh).to(deconv.weight)
 
 
 def init_frame_pred_(module: nn.Module) -> None:
