@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vidseg.categories import davis_db_info
 from vidseg.data.davis import scan_davis
 from vidseg.data.stcnn_data import (
     DreamClips,
@@ -40,6 +41,15 @@ def test_joint_sample_list_matches_the_official_script_for_delta_4() -> None:
     for delta in (3, 5, 6):
         for stack, target in joint_sample_list(9, delta):
             assert len(stack) == delta and target not in stack
+
+
+@pytest.mark.parametrize(("delta", "official_lines"), [(3, 4068), (4, 4008), (5, 3978), (6, 3948)])
+def test_joint_sample_list_sizes_match_the_official_files(delta: int, official_lines: int) -> None:
+    # official_lines: `wc -l data/DAVIS16_samples_list{_3,,_5,_6}.txt` of longyin880815/STCNN (DAVIS16 train)
+    info = davis_db_info()["sequences"]
+    lengths = [s["num_frames"] for s in info if s["set"] == "train" and s["year"] == 2016]
+    assert len(lengths) == 30
+    assert sum(len(joint_sample_list(n, delta)) for n in lengths) == official_lines
 
 
 def test_framepred_sample_list_forward_and_reversed() -> None:

@@ -50,9 +50,12 @@ def joint_sample_list(num_frames: int, delta: int) -> list[tuple[tuple[int, ...]
     Forwards: target t = delta..n-1 with stack [t - delta, ..., t - 1]; then the first frames t = 1..delta-1
     with frame 0 repeated in front ([0, 0, 0, 0] -> 1, [0, 0, 0, 1] -> 2, ... for delta 4); then time-reversed:
     target t = 0..n-delta-1 with stack [t + delta, ..., t + 1]. The stack never contains the target.
+    Official quirk kept: the delta-3 script writes three first-frame samples (targets 1, 2, 3), so the sample
+    [0, 1, 2] -> 3 appears twice; the official lists have 4068 / 4008 / 3978 / 3948 samples for delta 3-6.
     """
     forward = [(tuple(range(t - delta, t)), t) for t in range(delta, num_frames)]
-    border = [(tuple(max(0, t - delta + k) for k in range(delta)), t) for t in range(1, min(delta, num_frames))]
+    border = [(tuple(max(0, t - delta + k) for k in range(delta)), t)
+              for t in range(1, min(max(delta, 4), num_frames))]
     backward = [(tuple(range(t + delta, t, -1)), t) for t in range(0, num_frames - delta)]
     return forward + border + backward
 
