@@ -157,7 +157,7 @@ class RAFTFlow:
         pad = padding_for(h, w)
         images = []
         for frames in (frames_t, frames_t1):
-            x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
+            x = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(self.device).permute(0, 3, 1, 2).float()
             images.append(F.pad(x, pad, mode="constant" if self.padding == "zeros" else "replicate"))
         try:
             with torch.inference_mode():
