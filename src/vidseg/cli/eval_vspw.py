@@ -21,8 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (results do not depend on it)")
     parser.add_argument("--json", default=None, help="write the results (fractions in [0,1]) to this JSON file")
     parser.add_argument("--flow", default="dis",
-                        help="TC flow: 'dis' (OpenCV DIS, CPU), 'dis:fast', or a folder <video>/<frame>.npy|.flo "
-                             "holding the flow from each frame to the next")
+                        help="TC flow: 'dis' (OpenCV DIS, CPU), 'dis:fast', 'raft' (RAFT, needs --flow-weights; "
+                             "the official TC), or a folder <video>/<frame>.npy|.flo holding the flow from each "
+                             "frame to the next")
+    parser.add_argument("--flow-weights", default=None,
+                        help="local RAFT checkpoint for --flow raft (raft-things.pth as the official TC, or "
+                             "another released RAFT / RAFT-small checkpoint)")
+    parser.add_argument("--flow-cache", default=None,
+                        help="folder caching each computed flow as .flo (written once, reused by later runs and "
+                             "other models' predictions on the same dataset)")
+    parser.add_argument("--device", default="cpu", help="torch device for RAFT: cpu, cuda, cuda:1")
     parser.add_argument("--tc-videos", default="100",
                         help="TC over the first N videos of the split (official: 100) or 'all'")
     parser.add_argument("--per-class", action="store_true", help="also print the per-class IoU table")
@@ -31,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vidseg.errors import ConfigError
+    from vidseg.flow.factory import build_flow_backend
     from vidseg.metrics.vspw import evaluate_vspw_folder
     from vidseg.tables import format_table, jsonable, write_json
 
@@ -40,9 +49,10 @@ def run(args: argparse.Namespace) -> int:
         tc_videos = int(args.tc_videos)
     else:
         raise ConfigError(f"--tc-videos must be a number or 'all', got {args.tc_videos!r}")
+    flow = build_flow_backend(args.flow, weights=args.flow_weights, device=args.device, cache=args.flow_cache)
     res = evaluate_vspw_folder(args.root, args.pred, split=args.split, metrics=args.metrics,
                                protocol=args.protocol, miou_rule=args.miou_rule, workers=args.workers,
-                               flow=args.flow, tc_videos=tc_videos, progress=not args.no_progress)
+                               flow=flow, tc_videos=tc_videos, progress=not args.no_progress)
     keys = [k for k in res if k in ("mIoU", "WIoU", "pixel_acc", "TC") or (k.startswith("mVC") and k[3:].isdigit())]
     rows = [[k, 100.0 * res[k]] for k in keys]
     print(f"VSPW {args.split}: {res['num_videos']} videos, {res['num_frames']} frames, protocol {res['protocol']}")

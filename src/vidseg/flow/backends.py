@@ -133,8 +133,8 @@ def make_flow_backend(spec: str | os.PathLike | Callable | None) -> Any:
     """Build a backend from ``"dis"`` / ``"dis:fast"`` / a folder path / a callable / an existing backend."""
     if spec is None or spec == "dis":
         return DISFlow()
-    if isinstance(spec, (DISFlow, FileFlow, CallableFlow)):
-        return spec
+    if isinstance(spec, (DISFlow, FileFlow, CallableFlow)) or hasattr(spec, "needs_frames"):
+        return spec  # an existing backend (also RAFTFlow, CachedFlow, or any object declaring needs_frames)
     if isinstance(spec, str) and spec.startswith("dis:"):
         return DISFlow(spec.split(":", 1)[1])
     if callable(spec):

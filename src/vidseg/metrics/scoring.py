@@ -29,6 +29,7 @@ class ScoredFrame:
         gt: raw VSPW mask [H, W] (0 = others, 255 = void), or None for a frame scored only by TC.
         image: loader of the RGB frame uint8 [H, W, 3] (for the TC flow), or None.
         where: file named in error messages.
+        image_where: the frame's image file, named in errors about the image (e.g. a size change).
     """
 
     stem: str
@@ -36,6 +37,7 @@ class ScoredFrame:
     gt: np.ndarray | None = None
     image: Callable[[], np.ndarray] | None = None
     where: str = "prediction"
+    image_where: str = ""
 
 
 @dataclass
@@ -50,6 +52,10 @@ def tc_step(tc: TCEvaluator, flow: FlowBackend, video: str, frame: ScoredFrame, 
             ) -> _Previous:
     """Add the pair (previous frame, ``frame``) to ``tc``; returns what the next step needs."""
     image = frame.image() if (flow.needs_frames and frame.image is not None) else None
+    if prev is not None and image is not None and prev.image is not None and image.shape != prev.image.shape:
+        raise DataError(frame.image_where or frame.where, f"frame size {image.shape[1]}x{image.shape[0]} differs "
+                                                          f"from the previous frame's {prev.image.shape[1]}x"
+                                                          f"{prev.image.shape[0]} (W x H) in one video")
     if prev is not None:
         f = flow(prev.image, image, video=video, stem_t=prev.stem, stem_t1=frame.stem)
         if f.shape[:2] != prev.pred.shape:

@@ -25,6 +25,7 @@ from vidseg.categories import NUM_VSPW_CLASSES, vspw_class_names
 from vidseg.errors import ConfigError, DataError
 from vidseg.fileio import read_image
 from vidseg.flow.backends import make_flow_backend
+from vidseg.flow.cache import CachedFlow, FramePair, fill_flow_cache
 from vidseg.metrics.confusion import (
     check_pred_range,
     confusion_matrix,
@@ -229,8 +230,20 @@ def _frames(root: Path, pred: Path, video: str, stems: Sequence[str], with_gt: b
         p = read_label_png(pred / video / f"{stem}.png")
         if not with_gt:
             check_pred_range(p, NUM_VSPW_CLASSES, where)
-        image = functools.partial(read_image, root / "data" / video / "origin" / f"{stem}.jpg", mode="RGB")
-        yield ScoredFrame(stem, p, gt, image, where)
+        image_path = root / "data" / video / "origin" / f"{stem}.jpg"
+        image = functools.partial(read_image, image_path, mode="RGB")
+        yield ScoredFrame(stem, p, gt, image, where, image_where=str(image_path))
+
+
+def tc_frame_pairs(root: Path, videos: Sequence[str]) -> list[FramePair]:
+    """Consecutive frame pairs of ``data/<video>/origin/*.jpg`` (the pairs TC scores), video by video."""
+    pairs = []
+    for video in videos:
+        origin = root / "data" / video / "origin"
+        stems = sorted(p.stem for p in origin.glob("*.jpg"))
+        pairs += [FramePair(video, a, b, str(origin / f"{a}.jpg"), str(origin / f"{b}.jpg"))
+                  for a, b in zip(stems, stems[1:])]
+    return pairs
 
 
 def _video_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -263,7 +276,10 @@ def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, sp
         protocol: ``official`` or ``strict``.
         miou_rule: ``official`` or ``mmseg``.
         workers: processes (results do not depend on it).
-        flow: TC flow backend spec (``"dis"``, a flow folder, a callable), see :mod:`vidseg.flow`.
+        flow: TC flow backend or spec (``"dis"``, a flow folder, a callable), see :mod:`vidseg.flow` and
+            :func:`vidseg.flow.factory.build_flow_backend` (RAFT, flow cache). With a
+            :class:`~vidseg.flow.cache.CachedFlow`, the missing flows are computed first, frame pairs
+            spread over ``workers`` processes, and the scoring pass reads them from the cache.
         tc_videos: TC uses the first ``tc_videos`` videos of the split (official 100); None = all.
         progress: show a tqdm bar.
 
@@ -280,6 +296,8 @@ def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, sp
     tc_list = (videos if tc_videos is None else videos[:tc_videos]) if "tc" in mets else []
     frames = check_vspw_predictions(root, pred, videos, protocol, tc_list)
     backend = make_flow_backend(flow) if tc_list else None
+    if isinstance(backend, CachedFlow):  # flows first, frame pairs spread over the workers
+        fill_flow_cache(backend, tc_frame_pairs(root, tc_list), workers=workers, progress=progress)
     tc_set = set(tc_list)
     jobs = [{"root": str(root), "pred": str(pred), "video": v, "stems": frames[v], "vc_lengths": vc_lengths,
              "protocol": protocol, "miou_rule": miou_rule, "tc": v in tc_set, "flow": backend} for v in videos]
