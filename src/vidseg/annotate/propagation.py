@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vidseg.flow import DISFlow
+
 IGNORE = 255
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (frame_a, frame_b) -> flow a->b [H, W, 2]
 
@@ -131,8 +133,6 @@ def propagate_keyframes(frames: Sequence[np.ndarray], keyframes: Mapping[int, np
     if any(k < 0 or k >= len(frames) for k in keyframes):
         raise ValueError(f"key frame index outside 0..{len(frames) - 1}: {sorted(keyframes)}")
     if flow is None:
-        from vidseg.flow import DISFlow
-
         dis = DISFlow()
         flow = lambda a, b: dis(a, b)  # noqa: E731
     keys = sorted(keyframes)

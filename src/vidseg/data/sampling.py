@@ -26,6 +26,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from vidseg.errors import ConfigError
+
 Indices = tuple[int, ...]
 
 # What TCB's test rule does with supports before frame 0 (see :class:`TCBSampler`).
@@ -314,8 +316,6 @@ SAMPLERS = {
 
 def build_sampler(name: str, **kwargs) -> ClipSampler:
     """A sampler by name: ``tcb``, ``cffm``, ``consecutive`` (Clip-PanoFCN), ``previous`` (STCNN), ``single``."""
-    from vidseg.errors import ConfigError
-
     try:
         cls = SAMPLERS[name]
     except KeyError:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vidseg.errors import DataError
+
 
 def flowwarp(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """Warp a label map with a flow field exactly as the official VSPW ``flowwarp``.
@@ -29,8 +31,6 @@ def flowwarp(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
     h, w = labels.shape
     if flow.shape != (h, w, 2):
-        from vidseg.errors import DataError
-
         raise DataError("flow", f"flow shape {flow.shape} does not match labels {labels.shape} (+2 channels)")
     x = torch.from_numpy(labels.astype(np.float32))[None, None]
     flo = torch.from_numpy(np.array(flow, dtype=np.float32)).permute(2, 0, 1)[None]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vidseg.inference.predictor import FramePrediction, SkipFn, VideoInput, VideoPredictor, iter_video
-from vidseg.inference.tta import average_probs
+from vidseg.inference.tta import average_probs, predict_image_probs
 
 
 class EnsemblePredictor:
@@ -69,6 +69,4 @@ class EnsemblePredictor:
 
 def ensemble_image_probs(models: Sequence[torch.nn.Module], frame: np.ndarray, **kwargs) -> torch.Tensor:
     """Average of :func:`vidseg.inference.tta.predict_image_probs` over ``models`` -> [K, H, W]."""
-    from vidseg.inference.tta import predict_image_probs
-
     return average_probs([predict_image_probs(m, frame, **kwargs) for m in models])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vidseg.errors import DataError
+from vidseg.errors import ConfigError, DataError
 
 IGNORE = 255
 
@@ -103,7 +103,6 @@ def mean_iou(cm: np.ndarray, rule: str = "official") -> float:
     if rule == "mmseg":
         valid = ~np.isnan(iou)
         return float(iou[valid].mean()) if valid.any() else float("nan")
-    from vidseg.errors import ConfigError
 
     raise ConfigError(f"unknown mIoU rule {rule!r}; choose 'official' or 'mmseg'")
 

@@ -11,9 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from vidseg.errors import DataError
+from vidseg.categories import davis_db_info
+from vidseg.errors import ConfigError, DataError
+from vidseg.fileio import write_text_atomic
 from vidseg.metrics.davis import BOUND_TH, db_statistics
 from vidseg.metrics.davis_fast import frame_scores
+from vidseg.metrics.davis_t import sequence_t
 from vidseg.metrics.evaluator import Evaluator, check_protocol
 from vidseg.metrics.folder import raise_missing, read_label_png, report_extra, run_jobs
 
@@ -42,8 +45,6 @@ class DAVISEvaluator(Evaluator):
 
     def __init__(self, task: str = "semi-supervised", protocol: str = "official", bound_th: float = BOUND_TH,
                  binary: bool = False) -> None:
-        from vidseg.errors import ConfigError
-
         if task not in ("semi-supervised", "unsupervised"):
             raise ConfigError(f"unknown DAVIS task {task!r}; choose semi-supervised or unsupervised")
         self.task = task
@@ -244,8 +245,6 @@ def _davis_job(job: dict[str, Any]) -> dict[str, Any]:
     ev.process(job["sequence"], gts, res, names=[str(res_dir / f"{s}.png") for s in stems])
     out: dict[str, Any] = {"state": ev.state_dict()}
     if job["with_t"]:
-        from vidseg.metrics.davis_t import sequence_t
-
         out["T"] = sequence_t([r for r in res if r is not None], binary=True)
     return out
 
@@ -296,7 +295,6 @@ def evaluate_davis_folder(davis_root, results, *, task: str = "semi-supervised",
     """
     from pathlib import Path
 
-    from vidseg.fileio import write_text_atomic
     check_protocol(protocol)
     sub = "Annotations_unsupervised" if task == "unsupervised" else "Annotations"
     gt_root = Path(davis_root) / sub / resolution
@@ -332,6 +330,4 @@ def evaluate_davis_folder(davis_root, results, *, task: str = "semi-supervised",
 
 def eval_t_sequences() -> list[str]:
     """Names of the sequences marked ``eval_t`` in the DAVIS metadata (the T benchmark subset)."""
-    from vidseg.categories import davis_db_info
-
     return [s["name"] for s in davis_db_info()["sequences"] if s.get("eval_t")]

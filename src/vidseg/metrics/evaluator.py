@@ -13,13 +13,13 @@ import abc
 import copy
 from typing import Any
 
+from vidseg.errors import ConfigError
+
 PROTOCOLS = ("official", "strict")
 
 
 def check_protocol(protocol: str) -> str:
     """Return ``protocol`` if it is ``official`` or ``strict``, else raise ConfigError."""
-    from vidseg.errors import ConfigError
-
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     return protocol

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from vidseg.categories import NUM_VSPW_CLASSES
+from vidseg.errors import DataError
+from vidseg.flow import flowwarp
 from vidseg.metrics.confusion import confusion_matrix, mean_iou
 from vidseg.metrics.evaluator import Evaluator
 
@@ -22,8 +24,6 @@ from vidseg.metrics.evaluator import Evaluator
 def tc_pair_confusion(pred_t: np.ndarray, pred_t1: np.ndarray, flow: np.ndarray,
                       num_classes: int = NUM_VSPW_CLASSES, where: str = "prediction") -> np.ndarray:
     """Confusion matrix [K, K] of one frame pair: rows pred_t, columns flowwarp(pred_t1, flow)."""
-    from vidseg.flow import flowwarp
-
     if pred_t.shape != pred_t1.shape:
         raise_size(where, pred_t.shape, pred_t1.shape)
     warped = flowwarp(pred_t1, flow)
@@ -31,8 +31,6 @@ def tc_pair_confusion(pred_t: np.ndarray, pred_t1: np.ndarray, flow: np.ndarray,
 
 
 def raise_size(where: str, a: tuple, b: tuple) -> None:
-    from vidseg.errors import DataError
-
     raise DataError(where, f"consecutive predictions have different sizes {a} and {b}")
 
 

@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from vidseg.categories import vipseg_categories
 from vidseg.errors import ConfigError, DataError
+from vidseg.fileio import atomic_path, write_text_atomic
 from vidseg.metrics.evaluator import Evaluator, check_protocol
 from vidseg.metrics.panoptic_tables import FrameReader, FrameTable, SegmentList, pair_table
 from vidseg.metrics.stq import STQAccumulator, add_video_to_stq
@@ -435,8 +437,6 @@ def write_rgb_id_png(path: str | os.PathLike, ids: np.ndarray) -> None:
     """Write an id map [H, W] (0 .. 2**24-1) as an RGB PNG with ``id = R + 256 G + 65536 B``, atomically."""
     import cv2
 
-    from vidseg.fileio import atomic_path
-
     ids = np.asarray(ids, np.int64)
     if ids.size and (ids.min() < 0 or ids.max() >= 1 << 24):
         raise ValueError("ids must lie in 0 .. 2**24-1")
@@ -466,12 +466,8 @@ def write_vipseg_folders(root: str | os.PathLike, gt: dict[str, list[np.ndarray]
     Returns:
         {"gt_json", "gt_dir", "submit_dir"}.
     """
-    from vidseg.fileio import write_text_atomic
-
     root = Path(root)
     if categories is None:
-        from vidseg.categories import vipseg_categories
-
         categories = [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)}
                       for c in vipseg_categories()]
     gt_json = {"videos": [], "annotations": [], "categories": categories}

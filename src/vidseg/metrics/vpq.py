@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vidseg.categories import vipseg_categories
 from vidseg.errors import DataError
 from vidseg.metrics.panoptic_tables import FrameTable
 
@@ -55,8 +56,6 @@ class PanopticCategories:
     @classmethod
     def vipseg(cls) -> PanopticCategories:
         """The 124 VIPSeg categories shipped with the package."""
-        from vidseg.categories import vipseg_categories
-
         cats = vipseg_categories()
         return cls(tuple(c.id for c in cats), tuple(c.isthing for c in cats), tuple(c.name for c in cats))
 

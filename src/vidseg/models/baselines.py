@@ -21,9 +21,15 @@ from torch import nn
 
 from vidseg.errors import ConfigError
 from vidseg.models.backbones.resnet import DeepStemResNet
+from vidseg.models.backbones.swin import SwinEncoder, convert_hf_swin
 from vidseg.models.base import SegmenterDefaults
+from vidseg.models.checkpoint import load_weights
+from vidseg.models.convert_tcb import convert_csail_resnet
+from vidseg.models.heads.aspp import DeepLabV3PlusHead
 from vidseg.models.heads.common import FCNHead, check_clip, check_labels, resize
+from vidseg.models.heads.uper import UPerHead
 from vidseg.models.losses import PixelLoss
+from vidseg.models.video.tcb import TCBOCR, TCBPPM
 
 # official VSPW train.py: DataParallel on 2 GPUs x 4 images, loss = mean of the per-GPU NLLLoss means
 VSPW_IMAGE_LOSS_GROUP_SIZE = 4
@@ -92,23 +98,15 @@ def make_backbone(name: str, *, output_stride: int = 8, window_size: int | None 
     if name in ("resnet101", "resnet50"):
         return DeepStemResNet(depth=int(name[6:]), output_stride=output_stride)
     if name.startswith("swin_"):
-        from vidseg.models.backbones.swin import SwinEncoder
-
         return SwinEncoder(variant=name[5:], window_size=window_size)
     raise ConfigError(f"unknown backbone {name!r}; use resnet101, resnet50 or swin_t/s/b/l")
 
 
 def load_backbone_weights(backbone: nn.Module, path: str) -> None:
     """ImageNet weights for a backbone: CSAIL ResNet layout or Hugging Face Swin layout."""
-    from vidseg.models.checkpoint import load_weights
-
     if isinstance(backbone, DeepStemResNet):
-        from vidseg.models.convert_tcb import convert_csail_resnet
-
         load_weights(backbone, path, converter=convert_csail_resnet)
     else:
-        from vidseg.models.backbones.swin import convert_hf_swin
-
         load_weights(backbone, path, converter=convert_hf_swin)
 
 
@@ -128,7 +126,6 @@ def build_upernet(*, num_classes: int, backbone: str = "resnet101", channels: in
                   **extra: Any) -> ImageSegmenter:
     """UperNet on a ResNet (output stride 32) or Swin backbone, with the aux FCN head on level 2."""
     net = make_backbone(backbone, output_stride=32, window_size=window_size)
-    from vidseg.models.heads.uper import UPerHead
 
     head = UPerHead(net.out_channels, channels, num_classes)
     aux = FCNHead(net.out_channels[2], 256, num_classes, dropout=0.1) if aux_weight else None
@@ -136,8 +133,6 @@ def build_upernet(*, num_classes: int, backbone: str = "resnet101", channels: in
 
 
 def _build_deeplab(num_classes: int, backbone: str, aux_weight: float, loss: PixelLoss) -> ImageSegmenter:
-    from vidseg.models.heads.aspp import DeepLabV3PlusHead
-
     net = make_backbone(backbone, output_stride=8)
     if not isinstance(net, DeepStemResNet):
         raise ConfigError("deeplabv3plus is defined on the ResNet backbones here")
@@ -148,8 +143,6 @@ def _build_deeplab(num_classes: int, backbone: str, aux_weight: float, loss: Pix
 
 
 def _build_tcb_image(head: str, num_classes: int, backbone: str, aux_weight: float, loss: PixelLoss) -> nn.Module:
-    from vidseg.models.video.tcb import TCBOCR, TCBPPM
-
     if backbone not in ("resnet101", "resnet50"):
         raise ConfigError(f"{head} baseline is defined on the ResNet backbones, got {backbone!r}")
     encoder = DeepStemResNet(depth=int(backbone[6:]), output_stride=8)
@@ -185,7 +178,5 @@ def build_baseline(*, num_classes: int = 124, head: str = "psp", backbone: str =
     if pretrained_backbone:
         load_backbone_weights(model.backbone if hasattr(model, "backbone") else model.encoder, pretrained_backbone)
     if pretrained:
-        from vidseg.models.checkpoint import load_weights
-
         load_weights(model, pretrained)
     return model

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from vidseg.errors import DataError
+from vidseg.fileio import atomic_path
 
 StateDict = dict[str, torch.Tensor]
 Converter = Callable[[StateDict], StateDict]
@@ -203,8 +204,6 @@ def load_weights(model: nn.Module, path: str | os.PathLike, converter: Converter
 
 def save_weights(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Save weights atomically: ``.safetensors`` via safetensors, anything else via ``torch.save``."""
-    from vidseg.fileio import atomic_path
-
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else dict(model_or_state)
     state = {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}  # no shared storage
     with atomic_path(path) as tmp:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vidseg.viz.overlay import overlay_instances, overlay_semantic
+
 BACKGROUND = (24, 24, 24)
 TEXT_COLOR = (235, 235, 235)
 
@@ -91,8 +93,6 @@ def comparison(frame: np.ndarray, gt: np.ndarray | None, pred: np.ndarray | None
             a missing one is left out.
         kind: ``"semantic"`` or ``"instance"``.
     """
-    from vidseg.viz.overlay import overlay_instances, overlay_semantic
-
     draw = overlay_semantic if kind == "semantic" else overlay_instances
     panels, names = [frame], [titles[0]]
     for labels, name in ((gt, titles[1]), (pred, titles[2])):

@@ -11,6 +11,8 @@ import functools
 
 import numpy as np
 
+from vidseg.categories import davis_palette, semantic_palette
+
 IGNORE_COLOR = (0, 0, 0)
 
 
@@ -18,8 +20,6 @@ IGNORE_COLOR = (0, 0, 0)
 def semantic_colors() -> np.ndarray:
     """A 256-entry lookup table uint8 [256, 3]: entries 0..123 are the VSPW/VIPSeg class colours
     (``vidseg.categories.semantic_palette``), the rest (255 = ignore included) are black."""
-    from vidseg.categories import semantic_palette
-
     lut = np.zeros((256, 3), dtype=np.uint8)
     pal = semantic_palette()
     lut[: len(pal)] = pal
@@ -30,8 +30,6 @@ def semantic_colors() -> np.ndarray:
 @functools.cache
 def davis_colors() -> np.ndarray:
     """The DAVIS annotation palette uint8 [256, 3] (``vidseg.categories.davis_palette``)."""
-    from vidseg.categories import davis_palette
-
     lut = davis_palette().copy()
     lut.setflags(write=False)
     return lut

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from vidseg.errors import VidsegError
 from vidseg.fileio import write_text_atomic
 
 EMBED_LIMIT = 8 * 1024 * 1024  # media larger than this are linked instead of embedded
@@ -135,7 +136,6 @@ def render_plot(plot: Plot, dpi: int = 100) -> bytes:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - matplotlib is the 'plots' extra
-        from vidseg.errors import VidsegError
 
         raise VidsegError("plots in reports need matplotlib: pip install 'vidseg[plots]'") from None
 

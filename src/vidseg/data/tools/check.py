@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from vidseg.data import vipseg, vspw
+from vidseg.data.davis import _names_from_imageset, masks_are_binary, scan_davis
 from vidseg.data.layout import (
     INCOMPLETE_MARKER,
     VideoRecord,
@@ -25,6 +27,9 @@ from vidseg.data.layout import (
     list_dirs,
     split_videos,
 )
+from vidseg.data.video import FrameFolder, open_video
+from vidseg.data.vipseg import JSON_NAME, load_panoptic_json, scan_vipseg_720, scan_vipseg_raw
+from vidseg.data.vspw import read_raw_mask, scan_vspw
 from vidseg.errors import DataError
 from vidseg.fileio import read_image
 
@@ -99,20 +104,16 @@ def _run_videos(videos: list, check_mask: MaskCheck, report: CheckReport, progre
 # ----------------------------------------------------------------------------------------------------------
 
 def _check_vspw(root: Path, report: CheckReport, progress: bool) -> None:
-    from vidseg.data.vspw import SPLITS, read_raw_mask, scan_vspw
-
     videos, problems = scan_vspw(root)
     report.problems += problems
-    report.problems += _split_problems(root, [root / f"{s}.txt" for s in SPLITS], list_dirs(root / "data"))
+    report.problems += _split_problems(root, [root / f"{s}.txt" for s in vspw.SPLITS], list_dirs(root / "data"))
     _run_videos(videos, lambda v, i: read_raw_mask(v.masks[i]).shape, report, progress)
 
 
 def _check_vipseg_raw(root: Path, report: CheckReport, progress: bool) -> None:
-    from vidseg.data.vipseg import SPLITS, scan_vipseg_raw
-
     videos, problems = scan_vipseg_raw(root)
     report.problems += problems
-    report.problems += _split_problems(root, [root / f"{s}.txt" for s in SPLITS], list_dirs(root / "imgs"))
+    report.problems += _split_problems(root, [root / f"{s}.txt" for s in vipseg.SPLITS], list_dirs(root / "imgs"))
     _run_videos(videos, lambda v, i: v.load_panoptic(i)[0].shape, report, progress)
 
 
@@ -131,8 +132,6 @@ def _check_720_mask(video, index: int) -> tuple[int, int]:
 
 
 def _check_vipseg_720(root: Path, report: CheckReport, progress: bool) -> None:
-    from vidseg.data.vipseg import JSON_NAME, load_panoptic_json, scan_vipseg_720
-
     try:
         videos, problems = scan_vipseg_720(root)
     except DataError as exc:
@@ -164,8 +163,6 @@ def _davis_mask_check(first_ids: dict[str, set[int]]) -> MaskCheck:
 def _check_davis(root: Path, report: CheckReport, progress: bool) -> None:
     from dataclasses import replace
 
-    from vidseg.data.davis import _names_from_imageset, masks_are_binary, scan_davis
-
     resolutions = list_dirs(root / "JPEGImages") or ["480p"]
     for res in resolutions:
         videos, problems = scan_davis(root, 2017, None, res)
@@ -181,8 +178,6 @@ def _check_davis(root: Path, report: CheckReport, progress: bool) -> None:
 
 
 def _check_video_file(path: Path, report: CheckReport, progress: bool) -> None:
-    from vidseg.data.video import open_video
-
     video = _try(report, lambda: open_video(path))
     if video is not None:
         count = _try(report, video.count_frames)
@@ -190,8 +185,6 @@ def _check_video_file(path: Path, report: CheckReport, progress: bool) -> None:
 
 
 def _check_frames(path: Path, report: CheckReport, progress: bool) -> None:
-    from vidseg.data.video import FrameFolder
-
     folder = _try(report, lambda: FrameFolder(path))
     if folder is None:
         return

@@ -15,7 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from vidseg.categories import IGNORE_LABEL, vipseg_categories
+from vidseg.data.davis import DAVISDataset, masks_are_binary
 from vidseg.data.layout import detect_layout, image_size
+from vidseg.data.video import open_video
+from vidseg.data.vipseg import VIPSeg720Dataset, VIPSegRawDataset
+from vidseg.data.vspw import VSPWDataset
 
 # frame -> (categories present, instance keys present)
 FrameLabels = Callable[[object, int], tuple[set[int], set]]
@@ -43,20 +47,12 @@ def _davis_labels(video, i: int) -> tuple[set[int], set]:
 
 def _open(path: Path, layout: str) -> tuple[list, FrameLabels]:
     if layout in ("vspw", "vspw-480p"):
-        from vidseg.data.vspw import VSPWDataset
-
         return list(VSPWDataset(path)), _vspw_labels
     if layout == "vipseg-raw":
-        from vidseg.data.vipseg import VIPSegRawDataset
-
         return list(VIPSegRawDataset(path)), _vipseg_raw_labels
     if layout == "vipseg-720p":
-        from vidseg.data.vipseg import VIPSeg720Dataset
-
         return list(VIPSeg720Dataset(path)), _vipseg_720_labels
     from dataclasses import replace
-
-    from vidseg.data.davis import DAVISDataset, masks_are_binary
 
     videos = list(DAVISDataset(path, split=None))
     single = masks_are_binary(videos)  # a DAVIS 2016 package
@@ -147,8 +143,6 @@ def dataset_stats(path: str | os.PathLike, layout: str | None = None, labels: bo
 
 
 def _video_stats(path: Path, layout: str) -> dict:
-    from vidseg.data.video import open_video
-
     video = open_video(path)
     h, w = video.size
     return {"path": str(path), "layout": layout, "videos": 1, "frames": video.num_frames, "fps": video.fps,

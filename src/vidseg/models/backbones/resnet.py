@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vidseg.models.checkpoint import load_weights
+from vidseg.models.convert_tcb import convert_csail_resnet
 from vidseg.models.heads.common import check_images
 
 _LAYERS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -142,8 +144,6 @@ def build_resnet(*, depth: int = 101, output_stride: int = 8, pretrained: str | 
     """
     model = DeepStemResNet(depth=depth, output_stride=output_stride)
     if pretrained:
-        from vidseg.models.checkpoint import load_weights
-        from vidseg.models.convert_tcb import convert_csail_resnet
 
         load_weights(model, pretrained, converter=convert_csail_resnet)
     return model

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from vidseg.errors import ConfigError
+from vidseg.models.checkpoint import load_weights
 from vidseg.models.heads.common import check_images
 
 # variant -> (embed_dim, depths, num_heads, default window)
@@ -96,7 +97,5 @@ def build_swin(*, variant: str = "t", window_size: int | None = None, drop_path_
     """
     model = SwinEncoder(variant=variant, window_size=window_size, drop_path_rate=drop_path_rate)
     if pretrained:
-        from vidseg.models.checkpoint import load_weights
-
         load_weights(model, pretrained, converter=convert_hf_swin)
     return model

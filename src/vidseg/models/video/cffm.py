@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidseg.errors import ConfigError
 from vidseg.models.backbones.mit import MiT
 from vidseg.models.base import SegmenterDefaults
 from vidseg.models.heads.common import check_clip
@@ -242,8 +243,6 @@ def build_cffm(*, variant: str = "b0", num_classes: int = 124, depth: int | None
     """
     if depth is None:
         if variant not in CFFM_DEPTHS:
-            from vidseg.errors import ConfigError
-
             raise ConfigError(f"CFFM has no official depth for MiT-{variant}; pass depth=")
         depth = CFFM_DEPTHS[variant]
     backbone = MiT(variant=variant, drop_path_rate=drop_path_rate, official_eps=official_eps)

@@ -29,8 +29,11 @@ import torch
 from torch import nn
 
 from vidseg.errors import ConfigError
+from vidseg.models.backbones.mit import MIT_VARIANTS, build_mit
 from vidseg.models.backbones.resnet import DeepStemResNet
 from vidseg.models.base import SegmenterDefaults
+from vidseg.models.checkpoint import load_weights
+from vidseg.models.convert_tcb import convert_csail_resnet, convert_tcb_checkpoint
 from vidseg.models.heads.common import (
     FCNHead,
     InputShapeError,
@@ -322,8 +325,6 @@ def _build_encoder(name: str, *, depth: int, drop_path_rate: float) -> nn.Module
     if name == "resnet":
         return DeepStemResNet(depth=depth, output_stride=8)
     if name.startswith("mit_"):
-        from vidseg.models.backbones.mit import MIT_VARIANTS, build_mit
-
         variant = name[len("mit_"):]
         if variant in MIT_VARIANTS:
             return build_mit(variant=variant, drop_path_rate=drop_path_rate)
@@ -331,8 +332,6 @@ def _build_encoder(name: str, *, depth: int, drop_path_rate: float) -> nn.Module
 
 
 def _load_pretrained(model: TCBBase, pretrained: str | None, pretrained_backbone: str | None) -> None:
-    from vidseg.models.checkpoint import load_weights
-    from vidseg.models.convert_tcb import convert_csail_resnet, convert_tcb_checkpoint
 
     if pretrained_backbone:
         load_weights(model.encoder, pretrained_backbone, converter=convert_csail_resnet)
