@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vidseg.errors import ConfigError, DataError
+from vidseg.fileio import write_bytes_atomic
 
 
 class FlowBackend(Protocol):
@@ -104,8 +105,6 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
 
 def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
     """Write a Middlebury ``.flo`` file (atomically)."""
-    from vidseg.fileio import write_bytes_atomic
-
     h, w, _ = flow.shape
     head = np.array([202021.25], "<f4").tobytes() + np.array([w, h], "<i4").tobytes()
     write_bytes_atomic(path, head + np.ascontiguousarray(flow, "<f4").tobytes())
