@@ -6,7 +6,10 @@ import os
 from pathlib import Path
 
 from vidseg.config import TrainConfig
-from vidseg.engine.trainer import TrainResult
+from vidseg.engine import build
+from vidseg.engine.distributed import barrier, init_distributed
+from vidseg.engine.trainer import Trainer, TrainResult, seed_everything, set_deterministic
+from vidseg.models.checkpoint import save_weights
 
 
 def default_out_dir(cfg: TrainConfig) -> Path:
@@ -24,9 +27,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, *, resume:
         resume: continue from the latest checkpoint in ``out_dir`` (True) or from a given file.
         evaluate: evaluate on the validation split (``eval_every`` and at the end).
     """
-    from vidseg.engine import build
-    from vidseg.engine.distributed import init_distributed
-    from vidseg.engine.trainer import Trainer, seed_everything, set_deterministic
 
     if cfg.smoke:
         cfg = build.apply_smoke(cfg)
@@ -37,7 +37,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, *, resume:
     set_deterministic(cfg.deterministic)
     if info.is_main and cfg.data.dataset == "synthetic":
         build.data_root(cfg, out)  # generate once, before the other ranks read it
-    from vidseg.engine.distributed import barrier
 
     barrier()
     seed_everything(cfg.seed)
@@ -47,7 +46,5 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, *, resume:
     trainer = Trainer(cfg, model, train_set, out_dir=out, dist_info=info, evaluate_fn=evaluate_fn)
     result = trainer.fit(resume=resume)
     if info.is_main and not result.interrupted:
-        from vidseg.models.checkpoint import save_weights
-
         save_weights(trainer.model, out / "model_final.pt")
     return result

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidseg.config import TrainConfig, dump_config
+from vidseg.config import TrainConfig, dump_config, save_config
 from vidseg.engine import checkpoint as ckpt
 from vidseg.engine.distributed import (
     DistInfo,
@@ -310,7 +310,6 @@ class Trainer:
             self.load(path)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            from vidseg.config import save_config
 
             save_config(self.cfg, self.out_dir / "config.yaml")
         logger = MetricLogger(self.out_dir, enabled=self.dist.is_main)

@@ -43,6 +43,8 @@ class ModelEntry:
         augment: the training augmentation (``"segformer"``: keep-ratio resize, crop, flip, photometric;
             ``"resnet"``: flip, scales {0.8, 1, 1.5, 2}, crop).
         predictor: ``"module:Class"`` of the streaming predictor (``cls(model, **options)``).
+        classes_kwarg: the builder keyword that receives ``num_classes`` (None: the builder takes none, e.g.
+            backbones, or a family whose class counts are fixed in ``kwargs``).
         paper: where the model comes from.
     """
 
@@ -56,6 +58,7 @@ class ModelEntry:
     train_clips: str = "single"
     augment: str = "segformer"
     predictor: str = "vidseg.inference.predictor:VideoPredictor"
+    classes_kwarg: str | None = "num_classes"
     paper: str = ""
 
     @property
@@ -78,7 +81,8 @@ _CSAIL = "vidseg.models.convert_tcb:convert_tcb_checkpoint"  # official TCB / CS
 
 def _backbone(builder: str, kwargs: dict[str, Any], family: str, paper: str, converter: str | None = None
               ) -> ModelEntry:
-    return ModelEntry(builder, kwargs, family=family, task="backbone", converter=converter, paper=paper)
+    return ModelEntry(builder, kwargs, family=family, task="backbone", converter=converter, classes_kwarg=None,
+                      paper=paper)
 
 
 def _r101(head: str) -> ModelEntry:
@@ -143,7 +147,7 @@ def build(name: str, num_classes: int = 124, **overrides: Any) -> nn.Module:
 
     Args:
         name: a name from :func:`available_models`.
-        num_classes: number of semantic classes (ignored by backbones).
+        num_classes: number of classes, passed as the entry's ``classes_kwarg`` (ignored when that is None).
         **overrides: keyword arguments passed on to the builder (they override the registry's).
 
     Returns:
@@ -151,8 +155,8 @@ def build(name: str, num_classes: int = 124, **overrides: Any) -> nn.Module:
     """
     entry = get_entry(name)
     kwargs = {**entry.kwargs, **overrides}
-    if entry.task != "backbone":
-        kwargs["num_classes"] = num_classes
+    if entry.classes_kwarg is not None:
+        kwargs[entry.classes_kwarg] = num_classes
     model = resolve(entry.builder)(**kwargs)
     if entry.task != "backbone":
         model.test_rule = entry.test_rule
