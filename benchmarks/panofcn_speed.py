@@ -1,0 +1,117 @@
+"""Clip-PanoFCN speed on CPU: frames/s at 720x1280, the share of time in DCNv2, the tracking cost per clip.
+
+Measurements (random weights with the official initialisation, random frames; one untimed warm-up clip):
+
+* ``network``: seconds per frame of the network forward on clips of ``--clip`` frames, with the time spent in the
+  backbone (ResNet + FPN) and in the position head's modulated deformable convolutions (forward hooks);
+* ``inference``: seconds per clip of the clip-level post-processing (``clip_inference``: candidates, fusion,
+  masks, merge) on the same outputs;
+* ``tracking``: milliseconds per ``EmbeddingTracker.update`` with ``--tracks`` instances per clip spread over 5
+  categories against a memory that already holds as many tracks per category.
+
+Each figure is measured with 1 thread and with all threads (``torch.get_num_threads()`` at start).
+
+Usage::
+
+    python benchmarks/panofcn_speed.py --size 720x1280 --clips 1 --clip 3
+    python benchmarks/panofcn_speed.py --size 360x640 --clips 2 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+from vidseg.models.ops.dcn import ModulatedDeformConv
+from vidseg.models.panoptic.clip_panofcn import build_clip_panofcn
+from vidseg.models.panoptic.inference import clip_inference, vipseg_settings
+from vidseg.models.panoptic.tracking import EmbeddingTracker
+
+
+class _Timer:
+    """Accumulates wall time spent inside the modules it is attached to (pre/post forward hooks)."""
+
+    def __init__(self, modules: list[torch.nn.Module]) -> None:
+        self.total = 0.0
+        self._start: dict[int, float] = {}
+        for m in modules:
+            m.register_forward_pre_hook(self._pre)
+            m.register_forward_hook(self._post)
+
+    def _pre(self, module, args) -> None:
+        self._start[id(module)] = time.perf_counter()
+
+    def _post(self, module, args, out) -> None:
+        self.total += time.perf_counter() - self._start.pop(id(module))
+
+
+def bench_network(h: int, w: int, clips: int, clip_len: int) -> dict:
+    torch.manual_seed(0)
+    model = build_clip_panofcn().eval()
+    dcn = _Timer([m for m in model.modules() if isinstance(m, ModulatedDeformConv)])
+    backbone = _Timer([model.backbone])
+    frames = torch.randn(1, clip_len, 3, h, w) * 50
+    settings = vipseg_settings()
+    with torch.no_grad():
+        clip_inference(model, model(frames), settings)  # warm-up
+        dcn.total = backbone.total = 0.0
+        net = post = 0.0
+        for _ in range(clips):
+            t0 = time.perf_counter()
+            out = model(frames)
+            t1 = time.perf_counter()
+            clip_inference(model, out, settings)
+            post += time.perf_counter() - t1
+            net += t1 - t0
+    n = clips * clip_len
+    return {"network_s_per_frame": net / n, "frames_per_s_network": n / net,
+            "frames_per_s_with_postprocessing": n / (net + post), "postprocess_s_per_clip": post / clips,
+            "dcn_share_of_network": dcn.total / net, "backbone_share_of_network": backbone.total / net}
+
+
+def bench_tracking(tracks: int, repeats: int = 20) -> dict:
+    gen = torch.Generator().manual_seed(0)
+
+    def embeddings() -> dict[int, list[torch.Tensor]]:
+        return {cat: list(F.normalize(torch.randn(tracks // 5, 64, generator=gen), dim=1)) for cat in range(5)}
+
+    tracker = EmbeddingTracker()
+    tracker.update(embeddings())
+    start = time.perf_counter()
+    for _ in range(repeats):
+        tracker.update(embeddings())
+        for cat in tracker.memory:  # keep the memory size constant
+            del tracker.memory[cat][tracks // 5:]
+    return {"tracking_ms_per_clip": 1000 * (time.perf_counter() - start) / repeats, "instances_per_clip": tracks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="720x1280", help="HxW of the frames")
+    parser.add_argument("--clips", type=int, default=1, help="timed clips per thread setting")
+    parser.add_argument("--clip", type=int, default=3, help="frames per clip")
+    parser.add_argument("--tracks", type=int, default=50, help="thing instances per clip for the tracking figure")
+    parser.add_argument("--threads", default="1,all", help="comma list of thread counts ('all' = default)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    all_threads = torch.get_num_threads()
+    results = {"size": [h, w], "clip": args.clip, "clips": args.clips}
+    for spec in args.threads.split(","):
+        threads = all_threads if spec == "all" else int(spec)
+        torch.set_num_threads(threads)
+        res = bench_network(h, w, args.clips, args.clip)
+        res.update(bench_tracking(args.tracks))
+        results[f"threads_{threads}"] = res
+        print(json.dumps({f"threads_{threads}": res}, indent=1), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
