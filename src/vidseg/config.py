@@ -70,6 +70,10 @@ class DataConfig:
         num_workers: DataLoader workers per process.
         val_max_videos: evaluate on at most this many validation videos during training (0 = all).
         synthetic_videos / synthetic_frames / synthetic_size: size of the generated data set (smoke / demo).
+        short_edges: panoptic (VIPSeg) recipes: candidate short edges of detectron2's ResizeShortestEdge
+            (one drawn per clip).
+        max_size: panoptic recipes: longest allowed long edge after that resize.
+        clip_length: panoptic recipes: consecutive frames per training clip (Clip-PanoFCN ``TRAIN_CLIPNUM``).
     """
 
     dataset: str = "vspw"
@@ -88,6 +92,9 @@ class DataConfig:
     synthetic_videos: int = 8
     synthetic_frames: int = 20
     synthetic_size: tuple[int, int] = (96, 64)
+    short_edges: tuple[int, ...] = (608, 748, 806, 864, 922, 980, 1036, 1094, 1152, 1206, 1267, 1324, 1382, 1440)
+    max_size: int = 4096
+    clip_length: int = 3
 
 
 @dataclass
@@ -101,11 +108,13 @@ class OptimConfig:
         momentum: SGD momentum.
         betas: AdamW betas.
         param_groups: ``none`` (one group), ``cffm`` (decode head lr x ``head_lr_mult`` keeping weight decay,
-            backbone norms without decay: mmcv's first-match rule) or ``tcb`` (encoder lr x ``encoder_lr_mult``,
-            no decay on biases).
+            backbone norms without decay: mmcv's first-match rule), ``tcb`` (encoder lr x ``encoder_lr_mult``,
+            no decay on biases) or ``detectron2`` (no decay on normalisation layers).
         head_lr_mult: learning-rate multiplier of the head (``cffm``).
         encoder_lr_mult: learning-rate multiplier of the encoder (``tcb``).
-        grad_clip: clip the global gradient norm to this value (0 = off).
+        grad_clip: gradient clipping threshold (0 = off).
+        grad_clip_type: ``norm`` (the global gradient norm) or ``value`` (every element to
+            [-grad_clip, grad_clip], detectron2's ``CLIP_TYPE: value``).
     """
 
     name: str = "adamw"
@@ -117,6 +126,7 @@ class OptimConfig:
     head_lr_mult: float = 10.0
     encoder_lr_mult: float = 0.1
     grad_clip: float = 0.0
+    grad_clip_type: str = "norm"
 
 
 @dataclass
@@ -199,9 +209,10 @@ class TrainConfig:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "device": (),  # free-form, checked by the engine
     "precision": ("fp32", "bf16"),
-    "data.dataset": ("vspw", "synthetic"),
+    "data.dataset": ("vspw", "synthetic", "vipseg"),
     "optim.name": ("adamw", "sgd"),
-    "optim.param_groups": ("none", "cffm", "tcb"),
+    "optim.param_groups": ("none", "cffm", "tcb", "detectron2"),
+    "optim.grad_clip_type": ("norm", "value"),
 }
 
 

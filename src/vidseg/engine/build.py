@@ -29,9 +29,17 @@ from torch import nn
 from vidseg.config import TrainConfig
 from vidseg.data import transforms as T
 from vidseg.data.dataset import ClipDataset
-from vidseg.data.sampling import CFFMSampler, ClipSampler, OffsetSampler, SingleFrameSampler, TCBSampler
+from vidseg.data.sampling import (
+    CFFMSampler,
+    ClipSampler,
+    ConsecutiveSampler,
+    OffsetSampler,
+    SingleFrameSampler,
+    TCBSampler,
+)
 from vidseg.data.synth import generate
 from vidseg.data.vspw import VSPWDataset
+from vidseg.engine.panoptic import make_panoptic_evaluate_fn, panoptic_train_dataset, vipseg_root
 from vidseg.errors import ConfigError
 from vidseg.flow.backends import DISFlow
 from vidseg.inference.predictor import VideoPredictor
@@ -73,6 +81,8 @@ def apply_smoke(cfg: TrainConfig) -> TrainConfig:
     if cfg.data.root is None:
         cfg.data.dataset = "synthetic"
         cfg.data.synthetic_videos, cfg.data.synthetic_frames, cfg.data.synthetic_size = 3, 12, (96, 64)
+    if is_panoptic(cfg):
+        cfg.data.short_edges = (64,)
     cfg.schedule.max_iters = 2
     cfg.schedule.warmup_iters = min(cfg.schedule.warmup_iters, 1)
     cfg.grad_accum = 1
@@ -81,6 +91,12 @@ def apply_smoke(cfg: TrainConfig) -> TrainConfig:
     cfg.log_every = 1
     cfg.device = "cpu" if cfg.device == "auto" else cfg.device
     return cfg
+
+
+def is_panoptic(cfg: TrainConfig) -> bool:
+    """True for panoptic recipes (Clip-PanoFCN on VIPSeg): their data and evaluation live in
+    :mod:`vidseg.engine.panoptic`."""
+    return get_entry(cfg.model.name).task == "panoptic"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -139,6 +155,8 @@ def synthetic_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
 
 def data_root(cfg: TrainConfig, out_dir: str | os.PathLike) -> Path:
     """The dataset root: ``data.root``, or the synthetic data set (generated on first use)."""
+    if is_panoptic(cfg):
+        return vipseg_root(cfg, out_dir)
     if cfg.data.dataset == "synthetic":
         return synthetic_root(cfg, Path(out_dir) / "data_cache")
     if cfg.data.root is None:
@@ -160,6 +178,8 @@ def clip_sampler(cfg: TrainConfig, model: nn.Module) -> ClipSampler:
         return OffsetSampler(tuple(model.train_support_offsets))
     if kind == "single":
         return SingleFrameSampler()
+    if kind == "consecutive":
+        return ConsecutiveSampler(cfg.data.clip_length)
     raise ConfigError(f"model {cfg.model.name}: unknown train_clips {kind!r} in its registry entry")
 
 
@@ -180,7 +200,10 @@ def _videos(root: Path, split: str) -> list[Any]:
 
 
 def build_train_dataset(cfg: TrainConfig, model: nn.Module, out_dir: str | os.PathLike) -> Any:
-    """Training clips: the train split (plus ``data.pseudo_label_root``'s videos) with the method's sampler."""
+    """Training clips: the train split (plus ``data.pseudo_label_root``'s videos) with the method's sampler;
+    panoptic recipes: VIPSeg clips with panoptic-id labels (:func:`vidseg.engine.panoptic.panoptic_train_dataset`)."""
+    if is_panoptic(cfg):
+        return panoptic_train_dataset(cfg, out_dir)
     videos = _videos(data_root(cfg, out_dir), cfg.data.train_split)
     if cfg.data.pseudo_label_root:
         videos += _videos(Path(cfg.data.pseudo_label_root), cfg.data.train_split)
@@ -238,7 +261,10 @@ def evaluate_videos(model: nn.Module, videos: Sequence[Any], device: torch.devic
 
 
 def make_evaluate_fn(cfg: TrainConfig, out_dir: str | os.PathLike) -> Any:
-    """``(model, device) -> metrics`` over the validation videos, for :class:`vidseg.engine.trainer.Trainer`."""
+    """``(model, device) -> metrics`` over the validation videos, for :class:`vidseg.engine.trainer.Trainer`
+    (panoptic recipes: VPQ / STQ, :func:`vidseg.engine.panoptic.make_panoptic_evaluate_fn`)."""
+    if is_panoptic(cfg):
+        return make_panoptic_evaluate_fn(cfg, out_dir)
     videos = val_videos(cfg, out_dir)
 
     def evaluate(model: nn.Module, device: torch.device) -> dict[str, float]:

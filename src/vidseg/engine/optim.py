@@ -11,6 +11,10 @@ LayerNorms and BatchNorms, gets lr x10 and keeps weight decay 0.01; only backbon
 code builds its groups by iterating ``named_modules()`` and then ``named_parameters()`` recursively, which lists
 each parameter once per ancestor module (2-5 times) and multiplies the effective lr/wd by that count under
 torch 1.3 (spec models.md §1.6). We build clean groups, each parameter exactly once: a documented deviation.
+
+``detectron2`` (Clip-PanoFCN, detectron2 ``build_optimizer`` defaults ``WEIGHT_DECAY_NORM 0``,
+``BIAS_LR_FACTOR 1``, ``WEIGHT_DECAY_BIAS = WEIGHT_DECAY``): parameters of normalisation layers (GroupNorm here;
+FrozenBN has none) get no weight decay, everything else the base lr and decay.
 """
 
 from __future__ import annotations
@@ -61,11 +65,13 @@ def _multipliers(recipe: str, name: str, module: nn.Module, backbone: str,
     if recipe == "tcb":
         lr_mult = cfg.encoder_lr_mult if name.startswith(backbone) else 1.0
         return lr_mult, 0.0 if name.endswith("bias") else 1.0
+    if recipe == "detectron2":
+        return 1.0, 0.0 if isinstance(module, _NORM_TYPES) else 1.0
     return 1.0, 1.0
 
 
 def build_param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """Parameter groups for ``cfg.param_groups`` (``none``, ``cffm``, ``tcb``).
+    """Parameter groups for ``cfg.param_groups`` (``none``, ``cffm``, ``tcb``, ``detectron2``).
 
     Returns:
         a list of dicts with ``params``, ``lr``, ``weight_decay``, ``lr_mult``, ``decay_mult`` and ``names``,

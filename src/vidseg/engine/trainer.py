@@ -250,7 +250,9 @@ class Trainer:
             terms = self._micro_step(next(data_iter), sync=m == self.cfg.grad_accum - 1)
             for k, v in terms.items():
                 totals[k] = totals.get(k, 0) + v / self.cfg.grad_accum
-        if self.cfg.optim.grad_clip > 0:
+        if self.cfg.optim.grad_clip > 0 and self.cfg.optim.grad_clip_type == "value":
+            nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.optim.grad_clip)
+        elif self.cfg.optim.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
