@@ -32,6 +32,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from vidseg.tables import parse_size
+
 
 def random_frames(n: int, h: int, w: int, seed: int = 0) -> Iterator[np.ndarray]:
     """``n`` random uint8 frames, generated lazily."""
@@ -140,11 +142,6 @@ def bench_memory(lengths: list[int], h: int, w: int, model_name: str) -> list[di
         growth = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"] - 1
         print(f"peak growth {lengths[0]} -> {lengths[-1]} frames: {100 * growth:+.1f}%")
     return rows
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
 
 
 def main(argv: list[str] | None = None) -> int:
