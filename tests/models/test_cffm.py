@@ -227,10 +227,9 @@ def test_train_outputs_losses_and_gradients():
     assert out.shape == (2, 5, 6, 30, 30)  # 4 per-frame logits + x2, at 1/4
     losses = model.losses(out, labels)
     assert set(losses) == {"loss_frames", "loss_target"}
-    from vidseg.models.segformer import segmentation_ce
+    from vidseg.models.losses import all_pixel_cross_entropy as ce  # official (mmseg 0.x) by default
 
-    expected = 0.5 * segmentation_ce(out[:, :4].flatten(0, 1), labels.flatten(0, 1)) + segmentation_ce(
-        out[:, 4], labels[:, 3])
+    expected = 0.5 * ce(out[:, :4].flatten(0, 1), labels.flatten(0, 1)) + ce(out[:, 4], labels[:, 3])
     assert torch.allclose(sum(losses.values()), expected)
     sum(losses.values()).backward()
     for name, p in model.named_parameters():

@@ -177,3 +177,123 @@ def test_pixel_loss_dispatch_and_groups_of_whole_clips() -> None:
 def test_pixel_loss_rejects_unknown_settings(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         PixelLoss(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# each family's losses() against the reference, on hand-made outputs (no forward pass needed)
+# ---------------------------------------------------------------------------------------------------------
+
+def _clip_labels(b: int, t: int) -> np.ndarray:
+    """[B, T, 7, 9] labels whose labelled fraction differs per clip and frame (some frames all ignored)."""
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 3, size=(b, t, 7, 9))
+    labels[0, :, :4] = IGNORE
+    labels[1, -1] = IGNORE
+    labels[-1, 0, :, 2:] = IGNORE
+    return labels
+
+
+def _grad_of(outputs, model, labels: np.ndarray) -> tuple[float, dict]:
+    terms = model.losses(outputs, torch.tensor(labels))
+    loss = sum(terms.values())
+    loss.backward()
+    return loss.item(), terms
+
+
+@pytest.mark.parametrize("reduction", ["official", "valid"])
+def test_cffm_losses(reduction: str) -> None:
+    from vidseg.models.video.cffm import build_cffm
+
+    model = build_cffm(variant="b0", num_classes=3, loss_reduction=reduction)
+    b, t = 2, 4
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(b, t + 1, 3, 3, 4))
+    labels = _clip_labels(b, t)
+    out = torch.tensor(z, requires_grad=True)
+    loss, _ = _grad_of(out, model, labels)
+    den = "all" if reduction == "official" else "valid"
+    l_frames, g_frames = reference_ce(z[:, :t].reshape(b * t, 3, 3, 4), labels.reshape(b * t, 7, 9), den)
+    l_target, g_target = reference_ce(z[:, t], labels[:, -1], den)
+    assert loss == pytest.approx(0.5 * l_frames + l_target, rel=1e-12)
+    ref = np.concatenate([0.5 * g_frames.reshape(b, t, 3, 3, 4), g_target[:, None]], axis=1)
+    np.testing.assert_allclose(out.grad.numpy(), ref, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("reduction", ["official", "valid"])
+def test_segformer_losses(reduction: str) -> None:
+    from vidseg.models.segformer import build_segformer
+
+    model = build_segformer(variant="b0", num_classes=3, loss_reduction=reduction)
+    z, labels = hand_made_batch()
+    out = torch.tensor(z, requires_grad=True)
+    loss, _ = _grad_of(out, model, labels[:, None])
+    ref_loss, ref_grad = reference_ce(z, labels, "all" if reduction == "official" else "valid")
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(out.grad.numpy(), ref_grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("reduction", ["official", "valid"])
+def test_tcb_losses_groups_of_two_clips(reduction: str) -> None:
+    from vidseg.models.video.tcb import build_tcb
+
+    model = build_tcb(blend="ppm", encoder="mit_b0", channels=8, aux_channels=8, num_classes=3,
+                      loss_reduction=reduction)
+    b, t = 4, 4
+    rng = np.random.default_rng(2)
+    logits, aux = rng.normal(size=(b, 3, 3, 4)) * 2, rng.normal(size=(b, t, 3, 3, 4)) * 2
+    labels = _clip_labels(b, t)
+    out = {"logits": torch.tensor(logits, requires_grad=True), "aux": torch.tensor(aux, requires_grad=True)}
+    loss, terms = _grad_of(out, model, labels)
+    flat_aux, flat_labels = aux.reshape(b * t, 3, 3, 4), labels.reshape(b * t, 7, 9)
+    if reduction == "official":  # 2 clips per DataParallel chunk: 2 target rows / 8 frame rows per group
+        l_seg, g_seg = reference_vspw(logits, labels[:, -1], 2)
+        l_aux, g_aux = reference_vspw(flat_aux, flat_labels, 2 * t)
+    else:
+        l_seg, g_seg = reference_ce(logits, labels[:, -1], "valid")
+        l_aux, g_aux = reference_ce(flat_aux, flat_labels, "valid")
+    assert terms["loss_seg"].item() == pytest.approx(l_seg, rel=1e-12)
+    assert terms["loss_aux"].item() == pytest.approx(0.4 * l_aux, rel=1e-12)
+    np.testing.assert_allclose(out["logits"].grad.numpy(), g_seg, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(out["aux"].grad.numpy(), 0.4 * g_aux.reshape(b, t, 3, 3, 4), rtol=1e-10, atol=1e-14)
+
+
+def test_image_baselines_official_rules() -> None:
+    """ResNet baselines follow the VSPW train.py (chunks of 4 images); Swin UperNet follows mmseg."""
+    from vidseg.models.baselines import ImageSegmenter, baseline_loss, build_baseline
+
+    assert baseline_loss("resnet101") == PixelLoss("official", "vspw", 4)
+    assert baseline_loss("swin_t") == PixelLoss("official", "mmseg")
+    assert baseline_loss("resnet101", "valid").reduction == "valid"
+    psp = build_baseline(head="psp", backbone="resnet50", num_classes=3)
+    assert psp.pixel_loss == PixelLoss("official", "vspw", 4)
+    # ImageSegmenter.losses with the VSPW rule: one group of 4 images, aux weighted 0.4
+    seg = ImageSegmenter(backbone=torch.nn.Identity(), head=torch.nn.Identity(), num_classes=3,
+                         aux_head=torch.nn.Identity(), loss=baseline_loss("resnet101"))
+    z, labels = hand_made_batch()
+    z2 = np.random.default_rng(3).normal(size=z.shape)
+    out = {"logits": torch.tensor(z, requires_grad=True), "aux": torch.tensor(z2, requires_grad=True)}
+    loss, _ = _grad_of(out, seg, labels[:, None])
+    (l1, g1), (l2, g2) = reference_vspw(z, labels, 4), reference_vspw(z2, labels, 4)
+    assert loss == pytest.approx(l1 + 0.4 * l2, rel=1e-12)
+    np.testing.assert_allclose(out["logits"].grad.numpy(), g1, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(out["aux"].grad.numpy(), 0.4 * g2, rtol=1e-10, atol=1e-14)
+
+
+def test_stsc_ce_terms_are_mmseg_and_stcl_is_separate() -> None:
+    from vidseg.models.video.stsc import build_stsc
+
+    model = build_stsc(variant="t", num_classes=3, stcl_weight=0.0)
+    assert model.pixel_loss == PixelLoss("official", "mmseg")
+    b, t = 2, 2
+    labels = _clip_labels(b, t)
+    rng = np.random.default_rng(4)
+    z, z2 = rng.normal(size=(b * t, 3, 3, 4)), rng.normal(size=(b * t, 3, 3, 4))
+    out = {"logits": torch.tensor(z, requires_grad=True), "aux": torch.tensor(z2, requires_grad=True),
+           "num_frames": t}
+    loss, terms = _grad_of(out, model, labels)
+    assert set(terms) == {"loss_seg", "loss_aux"}  # stcl_weight 0: the contrastive term (ours) is off
+    flat = labels.reshape(b * t, 7, 9)
+    (l1, g1), (l2, g2) = reference_ce(z, flat, "all"), reference_ce(z2, flat, "all")
+    assert loss == pytest.approx(l1 + 0.4 * l2, rel=1e-12)
+    np.testing.assert_allclose(out["logits"].grad.numpy(), g1, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(out["aux"].grad.numpy(), 0.4 * g2, rtol=1e-10, atol=1e-14)

@@ -8,7 +8,8 @@ from torch import nn
 
 from vidseg.models import build
 from vidseg.models.base import VideoSegmenter
-from vidseg.models.segformer import build_segformer, segmentation_ce
+from vidseg.models.losses import seg_cross_entropy
+from vidseg.models.segformer import build_segformer
 
 
 def n_params(m: nn.Module) -> int:
@@ -87,8 +88,8 @@ def test_segmentation_ce_upsamples_and_ignores():
     valid = labels != 255
     logp = up.log_softmax(1).permute(0, 2, 3, 1)[valid]
     expected = -logp.gather(1, labels[valid][:, None]).mean()
-    assert torch.allclose(segmentation_ce(logits, labels), expected, atol=1e-6)
-    assert segmentation_ce(logits, torch.full((2, 10, 12), 255)).item() == 0.0
+    assert torch.allclose(seg_cross_entropy(logits, labels), expected, atol=1e-6)
+    assert seg_cross_entropy(logits, torch.full((2, 10, 12), 255)).item() == 0.0
 
 
 def _synthetic_batch(gen: torch.Generator, b: int = 2, size: int = 48, t: int = 1):

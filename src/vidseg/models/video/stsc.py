@@ -13,7 +13,9 @@ STSC has no public code; everything beyond the paper is our choice and is docume
   most ``stcl_samples`` labelled positions is drawn (:func:`vidseg.models.losses.balanced_sample`). Anchors are
   the target's samples; positives/negatives come from the samples of the target and the references. The
   projection runs on the samples only, so the memory of the loss is O(samples^2) whatever the crop size.
-* Loss: ``1.0 x CE + 0.2 x STCL`` (eq. 1-2, tau = 0.07), weights configurable.
+* Loss: ``1.0 x CE + 0.2 x STCL`` (eq. 1-2, tau = 0.07), weights configurable. The CE (and the aux CE) is
+  reduced as mmsegmentation 0.x, the UperNet-Swin codebase (mean over all pixels, ignored ones counting 0;
+  ``loss_reduction="valid"`` for the mean over labelled pixels). The STCL term is ours (no official code).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch.nn import functional as F
 
 from vidseg.models.baselines import ImageSegmenter, build_upernet
 from vidseg.models.heads.common import check_clip, check_labels
-from vidseg.models.losses import balanced_sample, seg_cross_entropy, stcl_loss
+from vidseg.models.losses import PixelLoss, balanced_sample, stcl_loss
 
 
 class ProjectionHead(nn.Module):
@@ -127,9 +129,9 @@ class STSC(ImageSegmenter):
         t = outputs["num_frames"]
         check_labels(labels, (outputs["logits"].shape[0] // t, t), type(self).__name__)
         flat = labels.flatten(0, 1)
-        terms = {"loss_seg": self.seg_weight * seg_cross_entropy(outputs["logits"], flat)}
+        terms = {"loss_seg": self.seg_weight * self.pixel_loss(outputs["logits"], flat)}
         if "aux" in outputs and self.aux_weight:
-            terms["loss_aux"] = self.aux_weight * seg_cross_entropy(outputs["aux"], flat)
+            terms["loss_aux"] = self.aux_weight * self.pixel_loss(outputs["aux"], flat)
         if self.stcl_weight and t > 1:
             terms["loss_stcl"] = self.stcl_weight * self.stcl(outputs, labels)
         return terms
@@ -137,7 +139,7 @@ class STSC(ImageSegmenter):
 
 def build_stsc(*, num_classes: int = 124, variant: str = "l", window_size: int | None = None,
                aux_weight: float = 0.4, pretrained: str | None = None, pretrained_backbone: str | None = None,
-               **options: Any) -> STSC:
+               loss_reduction: str = "official", **options: Any) -> STSC:
     """Registry builder of ``stsc_upernet_swin_{t,s,b,l}``.
 
     Args:
@@ -147,10 +149,11 @@ def build_stsc(*, num_classes: int = 124, variant: str = "l", window_size: int |
         aux_weight: UperNet aux head weight (0.4).
         pretrained: local checkpoint of the whole model.
         pretrained_backbone: local Hugging Face Swin folder/file.
+        loss_reduction: CE reduction, ``"official"`` (mmseg 0.x all-pixel mean) or ``"valid"``.
         **options: :class:`STSC` options (``proj_dim``, ``temperature``, ``stcl_weight``, ``stcl_samples``...).
     """
     model = build_upernet(num_classes=num_classes, backbone=f"swin_{variant}", aux_weight=aux_weight,
-                          window_size=window_size, cls=STSC, **options)
+                          window_size=window_size, cls=STSC, loss=PixelLoss(loss_reduction, "mmseg"), **options)
     from vidseg.models.baselines import load_backbone_weights
     from vidseg.models.checkpoint import load_weights
 
