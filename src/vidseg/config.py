@@ -150,19 +150,24 @@ class ScheduleConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights; passed to the model builder as keyword arguments when they differ from None.
+    """Loss weights and reduction; passed to the model builder as keyword arguments when they differ from None.
 
     Attributes:
         frame_weight: weight of the per-frame CE on all clip frames (CFFM 0.5).
         target_weight: weight of the target-frame CE (1.0).
         aux_weight: deep-supervision weight (TCB 0.4).
         stcl_weight: weight of STSC's spatial-temporal contrastive loss (0.2).
+        reduction: ``official`` (each family's loss formed as its official code: mmseg 0.x mean over all
+            pixels for CFFM / SegFormer / Swin-UperNet / STSC, the VSPW code's NLL of upsampled log-probabilities
+            per DataParallel chunk for TCB and the ResNet baselines) or ``valid`` (mean over the labelled pixels
+            of each process's batch); None = the model's default (official). See docs/training.md ("Losses").
     """
 
     frame_weight: float | None = None
     target_weight: float | None = None
     aux_weight: float | None = None
     stcl_weight: float | None = None
+    reduction: str | None = None
 
 
 @dataclass
@@ -213,6 +218,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "optim.name": ("adamw", "sgd"),
     "optim.param_groups": ("none", "cffm", "tcb", "detectron2"),
     "optim.grad_clip_type": ("norm", "value"),
+    "loss.reduction": ("official", "valid"),
 }
 
 
