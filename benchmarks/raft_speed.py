@@ -7,7 +7,7 @@ inputs in the same process, so both columns see the same machine load; otherwise
 TC: a synthetic VSPW val split at --size is scored with ``--flow raft --flow-cache`` after the cache was
 filled (iterations set to 1 for the fill: a warm cache reads .flo files, whatever computed them).
 
-    .venv/bin/python benchmarks/raft_speed.py [--size 480x853] [--pairs 2] [--official /path/to/VSPW_code]
+    .venv/bin/python benchmarks/raft_speed.py [--size 480x853] [--pairs 2] [--official /path/to/VSPW_code] [--memory]
 """
 
 from __future__ import annotations
@@ -89,6 +89,22 @@ def bench_tc(size: tuple[int, int], weights: Path, videos: int, frames: int) -> 
         return n / (time.perf_counter() - start)
 
 
+def bench_memory(size: tuple[int, int], corr: str, weights: Path) -> float:
+    """Peak resident memory (MiB) of a fresh process computing one RAFT pair (2 iterations) at ``size``."""
+    import subprocess
+
+    code = (
+        "import resource, numpy as np, torch\n"
+        "from vidseg.flow.raft_backend import RAFTFlow\n"
+        f"f = RAFTFlow({str(weights)!r}, iters=2, corr={corr!r})\n"
+        f"a = np.zeros(({size[0]}, {size[1]}, 3), np.uint8)\n"
+        "f(a, a)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="480x853", help="frame size HxW")
@@ -97,6 +113,8 @@ def main() -> None:
                     help="VSPW_code folder holding RAFT_core/ (default: $VSPW_CODE); skipped if absent")
     ap.add_argument("--tc-videos", type=int, default=2, help="videos of the TC warm-cache run")
     ap.add_argument("--tc-frames", type=int, default=10, help="frames per video of the TC warm-cache run")
+    ap.add_argument("--memory", action="store_true",
+                    help="also measure peak memory of one pair at 480x853 and 720x1280 per correlation mode")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,11 +123,21 @@ def main() -> None:
         torch.save({"module." + k: v for k, v in build_raft("standard").state_dict().items()}, weights)
         rows = bench_raft(size, args.pairs, args.official, weights)
         tc = bench_tc(size, weights, args.tc_videos, args.tc_frames)
+        memory = []
+        if args.memory:
+            for msize in ((480, 853), (720, 1280)):
+                for corr in ("all-pairs", "on-demand", "auto"):
+                    memory.append([f"{msize[0]}x{msize[1]}", corr, bench_memory(msize, corr, weights)])
+                    print(f"memory {memory[-1]}", flush=True)
     print(f"\nRAFT standard, 20 iterations, {size[0]}x{size[1]}, CPU; frame pairs/s")
     print("| threads | vidseg | VSPW RAFT_core | ratio |\n|---|---|---|---|")
     for t, a, b, r in rows:
         print(f"| {t} | {a:.3f} | {b:.3f} | {r:.2f} |")
     print(f"TC with a warm flow cache: {tc:.1f} frames/s ({args.tc_videos} videos x {args.tc_frames} frames)")
+    if memory:
+        print("\n| frames | correlation | peak RSS of the process (MiB) |\n|---|---|---|")
+        for row in memory:
+            print(f"| {row[0]} | {row[1]} | {row[2]:.0f} |")
 
 
 if __name__ == "__main__":
