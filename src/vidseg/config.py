@@ -57,7 +57,8 @@ class DataConfig:
     """Training / validation data.
 
     Attributes:
-        dataset: ``vspw`` (official layout under ``root``) or ``synthetic`` (generated into the run folder).
+        dataset: ``vspw`` (official layout under ``root``) or ``synthetic`` (generated into the run folder);
+            STCNN stages: ``davis``, ``frame_folders`` (ImageNet-VID style) or ``image_masks`` (saliency pairs).
         root: dataset root; None with ``dataset: vspw`` is an error unless ``smoke`` is set.
         train_split / val_split: split files (``train.txt`` / ``val.txt``).
         pseudo_label_root: a folder written by ``vidseg pseudo-label`` whose frames are added to training (STSC).
@@ -102,7 +103,7 @@ class OptimConfig:
     """Optimizer and parameter groups.
 
     Attributes:
-        name: ``adamw`` or ``sgd``.
+        name: ``adamw`` or ``sgd`` (``adam``: STCNN frame-prediction stage).
         lr: base learning rate.
         weight_decay: base weight decay.
         momentum: SGD momentum.
@@ -171,6 +172,50 @@ class LossConfig:
 
 
 @dataclass
+class StcnnConfig:
+    """STCNN training stages (``stage != "none"``; docs/training.md "STCNN stages", spec models.md §5).
+
+    Attributes:
+        stage: ``none`` (not an STCNN recipe), ``framepred``, ``segbranch``, ``joint`` or ``online``.
+        frame_nums: delta, the previous frames of the temporal input (3-6).
+        input_size: (H, W) clips are resized to (framepred 480x854, joint 400x710; ignored by segbranch, which
+            crops ``data.crop_size``, and online, which keeps the frame size).
+        generator_relu: framepred: train the released generator layout (decoder ReLUs) instead of the ReLU-free
+            decoder of the joint model.
+        discriminator: ``inception_v3`` (official) or ``small`` (CPU).
+        beta: weight of the adversarial term of the generator loss.
+        margin: the margin rule's threshold (0.3).
+        lr_g: generator Adam learning rate in the joint stage (framepred uses ``optim.lr``).
+        lr_d: discriminator Adam learning rate.
+        gan_weight_decay: weight decay of the adversarial Adam optimisers.
+        update_g_at_start: whether G is updated from the first step (joint: false).
+        pretrained_resnet: torchvision ResNet-101 weights for the encoders (framepred, segbranch).
+        generator_weights / segbranch_weights: stage-1 / stage-2 weights for the joint stage.
+        discriminator_weights: D's initial weights (torchvision Inception-v3 or a stage-1 discriminator).
+        sequence: online: the DAVIS sequence whose first frame is dreamed (default: first of ``data.val_split``).
+        dream_pairs: online: lucid-dream pairs (100).
+    """
+
+    stage: str = "none"
+    frame_nums: int = 4
+    input_size: tuple[int, int] = (400, 710)
+    generator_relu: bool = False
+    discriminator: str = "inception_v3"
+    beta: float = 0.001
+    margin: float = 0.3
+    lr_g: float = 1e-8
+    lr_d: float = 1e-4
+    gan_weight_decay: float = 5e-4
+    update_g_at_start: bool = True
+    pretrained_resnet: str | None = None
+    generator_weights: str | None = None
+    segbranch_weights: str | None = None
+    discriminator_weights: str | None = None
+    sequence: str | None = None
+    dream_pairs: int = 100
+
+
+@dataclass
 class TrainConfig:
     """A whole training run.
 
@@ -188,7 +233,7 @@ class TrainConfig:
         eval_every: evaluate on the validation split every N iterations (0 = only at the end, -1 = never).
         log_every: log scalars every N iterations.
         smoke: shrink everything (tiny crop, few iterations, synthetic data if no root) for a CPU check.
-        model / data / optim / schedule / loss: the sections above.
+        model / data / optim / schedule / loss / stcnn: the sections above.
     """
 
     name: str = "run"
@@ -209,15 +254,18 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    stcnn: StcnnConfig = field(default_factory=StcnnConfig)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "device": (),  # free-form, checked by the engine
     "precision": ("fp32", "bf16"),
-    "data.dataset": ("vspw", "synthetic", "vipseg"),
-    "optim.name": ("adamw", "sgd"),
+    "data.dataset": ("vspw", "synthetic", "davis", "frame_folders", "image_masks", "vipseg"),
+    "optim.name": ("adamw", "sgd", "adam"),
     "optim.param_groups": ("none", "cffm", "tcb", "detectron2"),
     "optim.grad_clip_type": ("norm", "value"),
+    "stcnn.stage": ("none", "framepred", "segbranch", "joint", "online"),
+    "stcnn.discriminator": ("inception_v3", "small"),
     "loss.reduction": ("official", "valid"),
 }
 

@@ -193,11 +193,26 @@ def image_mask_pairs(root: str | os.PathLike) -> list[tuple[Path, Path]]:
     return [(p, masks[p.stem]) for p in images]
 
 
+def read_mask(path: Path) -> np.ndarray:
+    """A binary mask file -> 0 / 1 (255 = void): greyscale masks are object where > 127 (MSRA10K 0 / 255),
+    palette masks where the index is neither 0 nor 255 (DAVIS-style ids, void kept)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        mode = img.mode
+    arr = read_image(path)
+    if mode == "P":
+        return np.where(arr == VOID, VOID, arr != 0).astype(np.uint8)
+    if arr.ndim == 3:
+        arr = arr.max(axis=-1)
+    return (arr > 127).astype(np.uint8)
+
+
 class ImageMaskPairs:
-    """Stage 2: clips [1, 3, crop, crop] of image/mask pairs (mask > 127 is the object).
+    """Stage 2: clips [1, 3, crop, crop] of image/mask pairs.
 
     Args:
-        pairs: (image, mask) paths (:func:`image_mask_pairs`).
+        pairs: (image, mask) paths (:func:`image_mask_pairs`); masks read by :func:`read_mask`.
         crop: square random crop (official 300); smaller images are padded (image 0, mask void).
         rotation: maximum rotation in degrees (official 10).
     """
@@ -213,10 +228,10 @@ class ImageMaskPairs:
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, mask_path = self.pairs[index]
         image = read_image(image_path, "RGB")
-        mask = read_image(mask_path, "L")
+        mask = read_mask(mask_path)
         if mask.shape != image.shape[:2]:
             raise DataError(mask_path, f"mask size {mask.shape} differs from the image size {image.shape[:2]}")
-        return image, (mask > 127).astype(np.uint8)
+        return image, mask
 
     def get(self, index: int, rng: np.random.Generator) -> Clip:
         image, mask = self._load(index)

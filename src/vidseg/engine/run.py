@@ -8,6 +8,7 @@ from pathlib import Path
 from vidseg.config import TrainConfig
 from vidseg.engine import build
 from vidseg.engine.distributed import barrier, init_distributed
+from vidseg.engine.stcnn_build import is_stcnn, train_stcnn
 from vidseg.engine.trainer import Trainer, TrainResult, seed_everything, set_deterministic
 from vidseg.models.checkpoint import save_weights
 
@@ -27,7 +28,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, *, resume:
         resume: continue from the latest checkpoint in ``out_dir`` (True) or from a given file.
         evaluate: evaluate on the validation split (``eval_every`` and at the end).
     """
-
+    if is_stcnn(cfg):  # STCNN stages: several optimisers, stage modules (vidseg.engine.stcnn_build)
+        out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
+        return train_stcnn(cfg, out, resume=resume)
     if cfg.smoke:
         cfg = build.apply_smoke(cfg)
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)

@@ -267,8 +267,9 @@ def segbranch_param_groups(module: nn.Module, lr: float, weight_decay: float) ->
     """
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     return [
-        {"params": [p for n, p in named if n.endswith("bias")], "lr": 2 * lr, "weight_decay": 0.0},
-        {"params": [p for n, p in named if not n.endswith("bias")], "lr": lr, "weight_decay": weight_decay},
+        {"params": [p for n, p in named if n.endswith("bias")], "lr": 2 * lr, "weight_decay": 0.0, "lr_mult": 2.0},
+        {"params": [p for n, p in named if not n.endswith("bias")], "lr": lr, "weight_decay": weight_decay,
+         "lr_mult": 1.0},
     ]
 
 

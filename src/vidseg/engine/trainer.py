@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -49,10 +49,34 @@ from vidseg.engine.logging import MetricLogger, progress_bar
 from vidseg.engine.optim import build_optimizer
 from vidseg.engine.schedule import PolyWarmupSchedule
 from vidseg.engine.step_sampler import SeededDataset, StepSampler
-from vidseg.errors import ConfigError
+from vidseg.errors import ConfigError, DataError
 from vidseg.structures import ClipBatch
 
 EvaluateFn = Callable[[nn.Module, torch.device], dict[str, float]]
+
+
+@runtime_checkable
+class StepHook(Protocol):
+    """Several optimisers in one step (e.g. a GAN: generator, discriminator, segmenter).
+
+    The trainer builds the optimisers with :meth:`build_optimizers` (the first one gets the learning-rate
+    schedule), calls :meth:`begin` before each step, runs the usual forward / ``losses`` / one backward of
+    their sum, steps only the optimisers named by :meth:`active`, and gives the step's all-reduced scalars
+    (``loss``, ``loss/<term>``) to :meth:`observe`. Optimiser and hook states go into checkpoints.
+    Example: :class:`vidseg.engine.stcnn_stages.StcnnStepHook`.
+    """
+
+    def build_optimizers(self, model: Any) -> dict[str, torch.optim.Optimizer]: ...
+
+    def begin(self, model: Any, iteration: int, total: int) -> None: ...
+
+    def active(self) -> set[str]: ...
+
+    def observe(self, scalars: dict[str, float]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def seed_everything(seed: int) -> None:
@@ -127,10 +151,13 @@ class Trainer:
         dist_info: process group info; default: :func:`init_distributed` from the environment.
         evaluate_fn: ``(model, device) -> metrics`` run on the main process every ``cfg.eval_every`` steps
             and at the end (other ranks wait).
+        step_hook: optimisers and per-step switches for multi-optimiser training (:class:`StepHook`);
+            default: one optimiser from ``cfg.optim``.
     """
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, train_set: Any, *, out_dir: str | os.PathLike,
-                 dist_info: DistInfo | None = None, evaluate_fn: EvaluateFn | None = None) -> None:
+                 dist_info: DistInfo | None = None, evaluate_fn: EvaluateFn | None = None,
+                 step_hook: StepHook | None = None) -> None:
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.dist = dist_info or init_distributed(cfg.device)
@@ -143,7 +170,10 @@ class Trainer:
             raise ConfigError(f"data.batch_size {cfg.data.batch_size} is not divisible by processes x grad_accum "
                               f"({self.dist.world_size} x {cfg.grad_accum})")
         self.model = self._prepare_model(model)
-        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.step_hook = step_hook
+        self.optimizers = (step_hook.build_optimizers(self.model) if step_hook is not None
+                           else {"main": build_optimizer(self.model, cfg.optim)})
+        self.optimizer = next(iter(self.optimizers.values()))  # the scheduled one
         self.scheduler = PolyWarmupSchedule(self.optimizer, cfg.schedule)
         self.ddp_model = self._wrap(self.model)
         self.iteration = 0
@@ -189,10 +219,26 @@ class Trainer:
         if self.dist.is_main:
             ckpt.save_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                                  iteration=self.iteration, data_position=self._data_position(),
-                                 config_yaml=dump_config(self.cfg), rng_states=rng_states)
+                                 config_yaml=dump_config(self.cfg), rng_states=rng_states,
+                                 extra=self._hook_state())
             self._keep_copy(path)
         barrier()
         return path
+
+    def _hook_state(self) -> dict[str, Any]:
+        if self.step_hook is None:
+            return {}
+        return {"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+                "step_hook": self.step_hook.state_dict()}
+
+    def _load_hook_state(self, path: str | os.PathLike, extra: dict[str, Any]) -> None:
+        if self.step_hook is None:
+            return
+        if "step_hook" not in extra or set(extra.get("optimizers", {})) != set(self.optimizers):
+            raise DataError(path, f"checkpoint lacks the optimisers {sorted(self.optimizers)} of this recipe")
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(extra["optimizers"][name])
+        self.step_hook.load_state_dict(extra["step_hook"])
 
     def _keep_copy(self, last: Path) -> None:
         if self.cfg.keep_checkpoints <= 0:
@@ -216,6 +262,7 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
+        self._load_hook_state(path, payload.get("extra", {}))
         self.iteration = int(payload["iteration"])
         states = payload["rng"]
         if len(states) != self.dist.world_size:
@@ -244,7 +291,10 @@ class Trainer:
 
     def _step(self, data_iter: Any) -> dict[str, float]:
         self.ddp_model.train()
-        self.optimizer.zero_grad(set_to_none=True)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        if self.step_hook is not None:
+            self.step_hook.begin(self.model, self.iteration, self.cfg.schedule.max_iters)
         totals: dict[str, torch.Tensor] = {}
         for m in range(self.cfg.grad_accum):
             terms = self._micro_step(next(data_iter), sync=m == self.cfg.grad_accum - 1)
@@ -254,12 +304,17 @@ class Trainer:
             nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.optim.grad_clip)
         elif self.cfg.optim.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
+        active = self.step_hook.active() if self.step_hook is not None else set(self.optimizers)
+        for name, opt in self.optimizers.items():
+            if name in active:
+                opt.step()
         self.scheduler.step()
         self.iteration += 1
         stacked = all_reduce_mean(torch.stack(list(totals.values())))
         scalars = {f"loss/{k}": float(v) for k, v in zip(totals, stacked, strict=True)}
         scalars["loss"] = float(stacked.sum())
+        if self.step_hook is not None:
+            self.step_hook.observe(scalars)
         return scalars
 
     def _base_lr(self) -> float:
