@@ -26,6 +26,9 @@ class DataError(VidsegError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # picklable, so an error raised in a worker process reaches the parent intact
+        return (type(self), (self.path, self.problem))
+
 
 class ConfigError(VidsegError):
     """A configuration, an option or a model name is invalid."""

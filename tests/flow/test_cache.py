@@ -96,3 +96,11 @@ def test_frames_of_different_sizes_name_the_file(tmp_path):
     pairs = _write_pairs(tmp_path, [(24, 32)])
     with pytest.raises(DataError, match=r"00002\.jpg: frame size 32x26 differs"):
         fill_flow_cache(CachedFlow(CountingFlow(), tmp_path / "c"), pairs, progress=False)
+
+
+def test_data_errors_survive_pickling():
+    """Errors raised in worker processes reach the parent with the file name intact."""
+    import pickle
+
+    err = pickle.loads(pickle.dumps(DataError("v/00002.jpg", "frame size differs")))
+    assert str(err) == "v/00002.jpg: frame size differs" and err.path == "v/00002.jpg"

@@ -148,10 +148,11 @@ class RAFTFlow:
         if frame_t.shape != frame_t1.shape:
             raise DataError(where, f"frame size {frame_t1.shape[1]}x{frame_t1.shape[0]} differs from the previous "
                                    f"frame's {frame_t.shape[1]}x{frame_t.shape[0]} (W x H)")
-        return self.flow_tensor(frame_t[None], frame_t1[None])[0].permute(1, 2, 0).numpy()
+        return self.flow_tensor(frame_t[None], frame_t1[None], where=where)[0].permute(1, 2, 0).numpy()
 
-    def flow_tensor(self, frames_t: np.ndarray, frames_t1: np.ndarray) -> torch.Tensor:
-        """Flow of a batch: frames [B, H, W, 3] uint8 -> [B, 2, H, W] float32 on CPU."""
+    def flow_tensor(self, frames_t: np.ndarray, frames_t1: np.ndarray, where: str = "frames") -> torch.Tensor:
+        """Flow of a batch: frames [B, H, W, 3] uint8 -> [B, 2, H, W] float32 on CPU (``where`` names them
+        in errors)."""
         model = self.model
         h, w = frames_t.shape[1:3]
         pad = padding_for(h, w)
@@ -163,5 +164,5 @@ class RAFTFlow:
             with torch.inference_mode():
                 _, up = model(images[0], images[1], iters=self.iters, corr=self.corr)
         except ValueError as exc:  # frames too small for the correlation pyramid
-            raise DataError(f"{w}x{h} frames", str(exc)) from None
+            raise DataError(where, f"{w}x{h} frames: {exc}") from None
         return up[:, :, pad[2]:pad[2] + h, pad[0]:pad[0] + w].float().cpu()
