@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 MMSEG_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 MMSEG_STD = np.array([58.395, 57.12, 57.375], np.float32)
@@ -118,3 +119,22 @@ def run_official(model: torch.nn.Module, paths: Sequence[Path], family: str,
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False).softmax(1)
         masks.append(logits.argmax(1)[0].numpy().astype(np.uint8))
     return inputs, masks
+
+
+def write_video(folder: Path, w: int, h: int, num: int, orientation: int = 1) -> list[Path]:
+    """JPEG frames of a moving smooth pattern; ``orientation`` != 1 stores them rotated with an EXIF tag."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(w + h)
+    base = cv2.resize(rng.integers(0, 256, (h // 16 + 2, w // 16 + 2, 3)).astype(np.uint8), (w + 3 * num, h),
+                      interpolation=cv2.INTER_CUBIC)
+    paths = []
+    for i in range(num):
+        frame = np.ascontiguousarray(base[:, 3 * i: 3 * i + w])
+        img = Image.fromarray(frame)
+        exif = Image.Exif()
+        if orientation != 1:
+            exif[0x0112] = orientation
+        path = folder / f"{i:08d}.jpg"
+        img.save(path, "JPEG", quality=92, exif=exif)
+        paths.append(path)
+    return paths

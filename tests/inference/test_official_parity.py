@@ -17,10 +17,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from toy_segmenter import ToySegmenter
 
-from official_restatement import run_official
+from official_restatement import run_official, write_video
 from vidseg.inference import VideoPredictor
 from vidseg.inference.settings import CFFM_TEST, SEGFORMER_ADE_TEST, TCB_TEST
 from vidseg.inference.settings import TestSettings as Settings
@@ -38,25 +37,6 @@ def toy_model(family: str) -> ToySegmenter:
     if family == "tcb":
         return ToySegmenter(num_classes=3, width=4, offline_support_offsets=(3, 6, 9), stateful=True, seed=2)
     return ToySegmenter(num_classes=3, width=4, support_offsets=(), seed=3)
-
-
-def write_video(folder: Path, w: int, h: int, num: int, orientation: int = 1) -> list[Path]:
-    """JPEG frames of a moving smooth pattern; ``orientation`` != 1 stores them rotated with an EXIF tag."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(w + h)
-    base = cv2.resize(rng.integers(0, 256, (h // 16 + 2, w // 16 + 2, 3)).astype(np.uint8), (w + 40, h),
-                      interpolation=cv2.INTER_CUBIC)
-    paths = []
-    for i in range(num):
-        frame = np.ascontiguousarray(base[:, 3 * i: 3 * i + w])
-        img = Image.fromarray(frame)
-        exif = Image.Exif()
-        if orientation != 1:
-            exif[0x0112] = orientation
-        path = folder / f"{i:08d}.jpg"
-        img.save(path, "JPEG", quality=92, exif=exif)
-        paths.append(path)
-    return paths
 
 
 def vidseg_run(model: ToySegmenter, folder: Path, settings: Settings

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "List the registered models (name, parameters, task, paper); --json prints the list as JSON."
+HELP = ("List the registered models (name, parameters, task, paper, official test input); --json prints the list "
+        "as JSON with each model's official test settings.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, params, task, paper}")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of {name, params, task, paper, test} (test: the official test settings)")
     parser.add_argument("--out", default=None, help="also write the JSON list to this file")
     parser.add_argument("--task", default=None, choices=["backbone", "semantic", "video-semantic"],
                         help="only the models of this task")
@@ -34,18 +36,27 @@ def count_parameters(name: str, num_classes: int = 124) -> int:
 
 
 def model_table(task: str | None = None, num_classes: int = 124, progress: bool = True) -> list[dict]:
-    """``[{"name", "params", "task", "paper"}]`` for the registered models (optionally one task)."""
+    """``[{"name", "params", "task", "paper", "test"}]`` for the registered models (optionally one task); ``test``
+    is the official test settings (:meth:`vidseg.inference.settings.TestSettings.to_dict`)."""
     from tqdm import tqdm
 
-    from vidseg.models.registry import MODELS, available_models
+    from vidseg.models.registry import MODELS, available_models, test_settings
 
     names = [n for n in available_models() if task is None or MODELS[n].listed_task == task]
     rows = []
     for name in tqdm(names, desc="counting parameters", disable=not progress, leave=False):
         entry = MODELS[name]
         rows.append({"name": name, "params": count_parameters(name, num_classes), "task": entry.listed_task,
-                     "paper": entry.paper})
+                     "paper": entry.paper, "test": test_settings(name).to_dict()})
     return rows
+
+
+def test_input(test: dict) -> str:
+    """One line for a model's official test settings, e.g. ``853x480/32 mmseg online``."""
+    scale = "x".join(str(v) for v in test["img_scale"]) if test["img_scale"] else "native"
+    divisor = f"/{test['size_divisor']}" if test["size_divisor"] > 1 else ""
+    extra = f" short-video {test['short_video']}" if test["mode"] == "offline" else ""
+    return f"{scale}{divisor} {test['normalization']} {test['mode']}{extra}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        table = [[r["name"], f"{r['params']:,}", f"{r['params'] / 1e6:.2f}M", r["task"], r["paper"]] for r in rows]
-        print(format_table(table, ["name", "params", "M", "task", "paper"]))
+        table = [[r["name"], f"{r['params']:,}", f"{r['params'] / 1e6:.2f}M", r["task"], r["paper"],
+                  test_input(r["test"])] for r in rows]
+        print(format_table(table, ["name", "params", "M", "task", "paper", "official test input"]))
     return 0

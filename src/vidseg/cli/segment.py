@@ -1,13 +1,17 @@
 """``vidseg segment``: segment a video file or a frame folder with a registered model.
 
 Argument parsing only: the masks are written by :func:`vidseg.inference.segment.segment_video` (VSPW-format
-PNGs in ``<out>/<video>/``, resumable, optional overlay mp4).
+PNGs in ``<out>/<video>/``, resumable, optional overlay mp4). With no test options the model runs its official
+test pipeline (registry ``test_settings``: resize, normalisation, clip rule, memory); TCB's supports before
+frame 0 are clamped (user videos) unless ``--short-video wrap`` asks for the official loader's wrap-around.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = "Segment a video file or frame folder: per-frame VSPW-format PNG masks and an optional overlay video."
 
@@ -20,30 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "converted); without it the model has random weights")
     parser.add_argument("--out", required=True, help="output folder; masks go to OUT/<video>/<frame>.png")
     parser.add_argument("--overlay", default=None, help="also write an overlay mp4 to this path")
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation: scales 0.5-1.75 and flip")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the model")
-    parser.add_argument("--mode", default="online", choices=["online", "offline"],
-                        help="online: past frames only; offline: may use future frames (TCB's test rule)")
     parser.add_argument("--num-classes", type=int, default=124, help="classes of the model (VSPW: 124)")
-    parser.add_argument("--img-scale", default=None, metavar="LONGxSHORT",
-                        help="keep-ratio test resize, e.g. 853x480 (CFFM's); default: frames as they are")
-    parser.add_argument("--size-divisor", type=int, default=1,
-                        help="round the model input size up to a multiple of this (CFFM uses 32)")
+    add_test_arguments(parser)
     parser.add_argument("--fps", type=float, default=None, help="overlay frame rate (default: the video's, or 15)")
     parser.add_argument("--json", default=None, help="also write the run summary to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def parse_scale(text: str | None) -> tuple[int, int] | None:
-    """``"853x480"`` -> (853, 480); None stays None."""
-    from vidseg.tables import parse_size
-
-    return None if text is None else parse_size(text, "--img-scale", "853x480")
-
-
 def run(args: argparse.Namespace) -> int:
     from vidseg.errors import DataError
-    from vidseg.inference import TTA
     from vidseg.inference.segment import segment_video, video_name
     from vidseg.models import load_model, make_predictor
     from vidseg.tables import format_table, write_json
@@ -51,14 +41,18 @@ def run(args: argparse.Namespace) -> int:
     video = Path(args.video)
     if not video.exists():
         raise DataError(video, "video file or frame folder not found")
-    model = load_model(args.model, args.weights, num_classes=args.num_classes)
-    predictor = make_predictor(args.model, model, mode=args.mode, device=args.device,
-                               tta=TTA() if args.tta else None, img_scale=parse_scale(args.img_scale),
-                               size_divisor=args.size_divisor, keep_images=args.overlay is not None)
+    settings = settings_from_args(args.model, args, short_video="clamp")
+    if args.tta and not settings.official_tta:
+        print(f"note: --tta on {args.model} is vidseg's multi-scale test ({settings.tta_dataset} ratios + flip); "
+              "the official code has no working one for this model")
+    model = load_model(args.model, args.weights, num_classes=args.num_classes, **settings.model_kwargs)
+    predictor = make_predictor(args.model, model, device=args.device, keep_images=args.overlay is not None,
+                               **settings.predictor_options(tta=args.tta))
     row = segment_video(predictor, video, Path(args.out) / video_name(video),
                         overlay=Path(args.overlay) if args.overlay else None, fps=args.fps,
                         progress=not args.quiet)
     print(format_table([list(row.values())], list(row)))
     if args.json:
-        write_json(args.json, {"model": args.model, "mode": args.mode, "tta": bool(args.tta), **row})
+        write_json(args.json, {"model": args.model, "mode": settings.mode, "tta": bool(args.tta),
+                               "test_settings": settings.to_dict(), **row})
     return 0

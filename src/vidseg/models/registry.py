@@ -43,6 +43,9 @@ class ModelEntry:
         augment: the training augmentation (``"segformer"``: keep-ratio resize, crop, flip, photometric;
             ``"resnet"``: flip, scales {0.8, 1, 1.5, 2}, crop).
         predictor: ``"module:Class"`` of the streaming predictor (``cls(model, **options)``).
+        test: ``"module:NAME"`` of the official test settings (:class:`vidseg.inference.settings.TestSettings`:
+            test scale, size divisor, normalisation, clip mode, TCB's short-video rule, memory, TTA ratios) that
+            ``segment``, ``pseudo-label`` and ``export`` use unless overridden; :func:`test_settings` reads it.
         classes_kwarg: the builder keyword that receives ``num_classes`` (None: the builder takes none, e.g.
             backbones, or a family whose class counts are fixed in ``kwargs``).
         paper: where the model comes from.
@@ -58,6 +61,7 @@ class ModelEntry:
     train_clips: str = "single"
     augment: str = "segformer"
     predictor: str = "vidseg.inference.predictor:VideoPredictor"
+    test: str = "vidseg.inference.settings:PLAIN_TEST"
     classes_kwarg: str | None = "num_classes"
     paper: str = ""
 
@@ -77,6 +81,7 @@ _CFFM = "vidseg.models.video.cffm:build_cffm"
 _STSC = "vidseg.models.video.stsc:build_stsc"
 _NVLABS = "vidseg.models.convert_segformer:convert_segformer_checkpoint"  # NVlabs / mmseg SegFormer, CFFM
 _CSAIL = "vidseg.models.convert_tcb:convert_tcb_checkpoint"  # official TCB / CSAIL ResNet layouts
+_TEST = "vidseg.inference.settings:"  # + the name of a TestSettings there (official test pipelines)
 
 
 def _backbone(builder: str, kwargs: dict[str, Any], family: str, paper: str, converter: str | None = None
@@ -87,12 +92,13 @@ def _backbone(builder: str, kwargs: dict[str, Any], family: str, paper: str, con
 
 def _r101(head: str) -> ModelEntry:
     return ModelEntry(_BASELINE, {"head": head}, converter=_CSAIL if head in ("psp", "ocr") else None,
-                      augment="resnet", paper="VSPW Table 2")
+                      augment="resnet", test=_TEST + "VSPW_IMAGE_TEST", paper="VSPW Table 2")
 
 
 def _tcb(kwargs: dict[str, Any]) -> ModelEntry:
+    test = _TEST + ("TCB_MEM_TEST" if kwargs.get("use_memory") else "TCB_TEST")
     return ModelEntry(_TCB, kwargs, family="tcb", video=True, converter=_CSAIL, test_rule="tcb", train_clips="tcb",
-                      augment="resnet", paper="VSPW (TCB)")
+                      augment="resnet", test=test, paper="VSPW (TCB)")
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -103,7 +109,7 @@ MODELS: dict[str, ModelEntry] = {
     **{f"swin_{s}": _backbone(_SWIN, {"variant": s}, "swin", "Swin") for s in "tsbl"},
     # image baselines
     **{f"segformer_b{i}": ModelEntry(_SEGFORMER, {"variant": f"b{i}"}, family="segformer", converter=_NVLABS,
-                                     paper="SegFormer / VSPW") for i in range(6)},
+                                     test=_TEST + "SEGFORMER_ADE_TEST", paper="SegFormer / VSPW") for i in range(6)},
     "pspnet_r101": _r101("psp"),
     "ocrnet_r101": _r101("ocr"),
     "deeplabv3plus_r101": _r101("deeplabv3plus"),
@@ -115,7 +121,8 @@ MODELS: dict[str, ModelEntry] = {
     "tcb_ocr_r101": _tcb({"blend": "ocr", "use_memory": False}),
     "tcb_ocr_mem_r101": _tcb({"blend": "ocr", "use_memory": True}),
     **{f"cffm_b{i}": ModelEntry(_CFFM, {"variant": f"b{i}"}, family="cffm", video=True, converter=_NVLABS,
-                                test_rule="cffm", train_clips="cffm", paper="CFFM") for i in (0, 1, 2, 5)},
+                                test_rule="cffm", train_clips="cffm", test=_TEST + "CFFM_TEST", paper="CFFM")
+       for i in (0, 1, 2, 5)},
     **{f"stsc_upernet_swin_{s}": ModelEntry(_STSC, {"variant": s}, family="stsc", video=True, train_clips="stsc",
                                             paper="STSC") for s in "tsbl"},
 }
@@ -195,6 +202,11 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *, num_class
     if strict and report.unexpected:
         raise DataError(weights, f"keys do not match the model: {report.summary()}")
     return model
+
+
+def test_settings(name: str) -> Any:
+    """The official test settings of a registered model (:class:`vidseg.inference.settings.TestSettings`)."""
+    return resolve(get_entry(name).test)
 
 
 def make_predictor(name: str, model: nn.Module, **options: Any) -> Any:
