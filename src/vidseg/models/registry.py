@@ -82,6 +82,7 @@ _STSC = "vidseg.models.video.stsc:build_stsc"
 _NVLABS = "vidseg.models.convert_segformer:convert_segformer_checkpoint"  # NVlabs / mmseg SegFormer, CFFM
 _CSAIL = "vidseg.models.convert_tcb:convert_tcb_checkpoint"  # official TCB / CSAIL ResNet layouts
 _TEST = "vidseg.inference.settings:"  # + the name of a TestSettings there (official test pipelines)
+_STCNN_SMALL = {"layers": (2, 2, 2, 2), "width": 16, "fpn_dim": 64, "ppm_dim": 64}  # CPU variant, 4.3M params
 
 
 def _backbone(builder: str, kwargs: dict[str, Any], family: str, paper: str, converter: str | None = None
@@ -125,6 +126,13 @@ MODELS: dict[str, ModelEntry] = {
        for i in (0, 1, 2, 5)},
     **{f"stsc_upernet_swin_{s}": ModelEntry(_STSC, {"variant": s}, family="stsc", video=True, train_clips="stsc",
                                             paper="STSC") for s in "tsbl"},
+    # video object segmentation (docs/stcnn.md); test rule: the previous delta frames (official table)
+    **{name: ModelEntry("vidseg.models.vos.stcnn:build_stcnn", kwargs, family="stcnn", task="object", video=True,
+                        converter="vidseg.models.convert_stcnn:convert_stcnn_checkpoint",
+                        test_rule="previous_frames", train_clips="previous_frames",
+                        predictor="vidseg.inference.vos:StcnnVosPredictor", classes_kwarg=None,
+                        paper="STCNN (Xu et al., CVPR 2019)")
+       for name, kwargs in (("stcnn_r101", {}), ("stcnn_small", _STCNN_SMALL))},
 }
 
 
