@@ -104,7 +104,8 @@ class RAFTFlow:
         padding: ``zeros`` (VSPW ``TC_cal.py``) or ``replicate`` (upstream RAFT).
         corr: correlation mode, ``auto``, ``all-pairs`` or ``on-demand`` (:mod:`vidseg.flow.raft_corr`).
 
-    The model is loaded on first use, so the backend pickles cheaply to worker processes.
+    The checkpoint is read and checked on construction; a pickled copy (sent to a worker process) carries
+    only the settings and reloads the model on first use.
     """
 
     needs_frames = True
@@ -121,6 +122,7 @@ class RAFTFlow:
         self.variant, self.iters, self.device, self.padding, self.corr = variant, iters, device, padding, corr
         self._model: RAFT | None = None
         self._digest: str | None = None
+        _ = self.model  # read and check the checkpoint now: a bad file fails before any frame is read
 
     @property
     def model(self) -> RAFT:
