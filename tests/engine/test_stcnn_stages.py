@@ -231,3 +231,20 @@ def test_hook_rejects_a_module_of_another_stage() -> None:
     stage = SegBranchStage(branch=build_seg_branch(fpn_dim=16, ppm_dim=16, **TINY))
     with pytest.raises(Exception, match="stage"):
         StcnnStepHook("online", lr=1e-4, weight_decay=5e-4).build_optimizers(stage)
+
+
+def test_calibrate_frozen_bn_normalises_the_encoder() -> None:
+    from vidseg.engine.stcnn_stages import calibrate_frozen_bn
+
+    torch.manual_seed(0)
+    model = build_stcnn(frame_nums=DELTA, fpn_dim=16, ppm_dim=16, **TINY)
+    frames, _ = _clip(DELTA + 1)
+    stack, frame = temporal_stack(frames[:, :-1]), imagenet_frame(frames[:, -1])
+    before = model.seg_encoder(frame)[-1].std().item()
+    n = calibrate_frozen_bn(model, stack, frame)
+    assert n > 10
+    bn1 = model.seg_encoder.bn1
+    z = bn1(model.seg_encoder.conv1(frame))
+    assert torch.allclose(z.mean(dim=(0, 2, 3)), bn1.bias, atol=1e-4)  # normalised, then the affine part
+    after = model.seg_encoder(frame)[-1].std().item()
+    assert before < 1e-4 and after > 1e-3 and after > 100 * before  # vanishing activations restored

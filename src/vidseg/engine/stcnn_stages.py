@@ -43,6 +43,7 @@ from torch import nn
 
 from vidseg.engine.gan import MarginRule, bce_on_probabilities, call_with_frozen_weights
 from vidseg.errors import ConfigError
+from vidseg.models.vos.norm import FrozenStatsBatchNorm2d
 
 STAGES = ("framepred", "segbranch", "joint", "online")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -254,6 +255,40 @@ class OnlineStage(StageModule):
 
     def losses(self, outputs: list[torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return online_loss(outputs, labels[:, -1])
+
+
+@torch.no_grad()
+def calibrate_frozen_bn(model: nn.Module, *inputs: torch.Tensor) -> int:
+    """Set the statistics of every frozen-statistics BN to those of its input on one forward pass.
+
+    The spatial branch's BNs never update their statistics (official ``freeze_bn``); the official model gets
+    them from ImageNet weights. A network trained from scratch (tests, the CPU demo) would keep mean 0 /
+    variance 1 and its activations vanish through the encoder; this data-dependent initialisation stands in
+    for the pretrained statistics. Layers are calibrated in forward order, so each sees normalised inputs;
+    variances are floored at 0.01.
+
+    Args:
+        model: any module containing :class:`vidseg.models.vos.norm.FrozenStatsBatchNorm2d` layers.
+        inputs: a representative batch for ``model(*inputs)``.
+
+    Returns:
+        the number of calibrated layers.
+    """
+
+    def set_stats(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0].float()
+        module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
+        # floor: channels that are constant over the batch (e.g. after global pooling) must not be blown up
+        module.running_var.copy_(x.var(dim=(0, 2, 3), unbiased=False).clamp(min=1e-2))
+
+    layers = [m for m in model.modules() if isinstance(m, FrozenStatsBatchNorm2d)]
+    hooks = [m.register_forward_pre_hook(set_stats) for m in layers]
+    try:
+        model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return len(layers)
 
 
 # ----------------------------------------------------------------------------------------------------------
