@@ -133,6 +133,14 @@ MODELS: dict[str, ModelEntry] = {
                         predictor="vidseg.inference.vos:StcnnVosPredictor", classes_kwarg=None,
                         paper="STCNN (Xu et al., CVPR 2019)")
        for name, kwargs in (("stcnn_r101", {}), ("stcnn_small", _STCNN_SMALL))},
+    # video panoptic segmentation (VIPSeg): clips of 3 frames, inter-clip tracking (docs/training.md)
+    "clip_panofcn_r50": ModelEntry("vidseg.models.panoptic.clip_panofcn:build_clip_panofcn",
+                                   {"num_thing": 58, "num_stuff": 66}, family="clip_panofcn", task="panoptic",
+                                   video=True,
+                                   converter="vidseg.models.convert_panofcn:convert_clip_panofcn_checkpoint",
+                                   test_rule="clips", train_clips="consecutive",
+                                   predictor="vidseg.inference.panoptic:PanopticVideoPredictor",
+                                   classes_kwarg=None, paper="VIPSeg (Clip-PanoFCN)"),
 }
 
 
