@@ -78,7 +78,7 @@ def test_segment_without_flags_reproduces_the_official_test(tmp_path, captured, 
     family = FAMILY[name]
     paths = write_video(tmp_path / "v", *size_wh, num=num)
     assert main(["segment", str(tmp_path / "v"), "--model", name, "--out", str(tmp_path / "out"), "--quiet"]) == 0
-    settings = vidseg.models.test_settings(name)
+    settings = vidseg.models.official_settings(name)
     _, official = run_official(toy_model(family), paths, family, settings.img_scale, settings.size_divisor)
     ours = masks(tmp_path / "out" / "v")
     assert len(ours) == num
@@ -146,7 +146,7 @@ def test_segment_registered_models_reproduce_the_official_test(tmp_path, name, s
     from vidseg.models.checkpoint import save_weights
 
     torch.manual_seed(0)
-    settings = vidseg.models.test_settings(name)
+    settings = vidseg.models.official_settings(name)
     model = build(name, num_classes=8, **settings.model_kwargs)
     save_weights(model, tmp_path / "w.safetensors")
     paths = write_video(tmp_path / "v", *size_wh, num=num)

@@ -22,7 +22,7 @@ from toy_segmenter import ToySegmenter
 from official_restatement import run_official, write_video
 from vidseg.inference import VideoPredictor
 from vidseg.inference.settings import CFFM_TEST, SEGFORMER_ADE_TEST, TCB_TEST
-from vidseg.inference.settings import TestSettings as Settings
+from vidseg.inference.settings import InferenceSettings as Settings
 
 SIZES_WH = [(853, 480), (854, 480), (633, 427), (1024, 436)]
 FAMILIES = {"cffm": CFFM_TEST, "segformer": SEGFORMER_ADE_TEST, "tcb": TCB_TEST}

@@ -37,17 +37,17 @@ def count_parameters(name: str, num_classes: int = 124) -> int:
 
 def model_table(task: str | None = None, num_classes: int = 124, progress: bool = True) -> list[dict]:
     """``[{"name", "params", "task", "paper", "test"}]`` for the registered models (optionally one task); ``test``
-    is the official test settings (:meth:`vidseg.inference.settings.TestSettings.to_dict`)."""
+    is the official test settings (:meth:`vidseg.inference.settings.InferenceSettings.to_dict`)."""
     from tqdm import tqdm
 
-    from vidseg.models.registry import MODELS, available_models, test_settings
+    from vidseg.models.registry import MODELS, available_models, official_settings
 
     names = [n for n in available_models() if task is None or MODELS[n].listed_task == task]
     rows = []
     for name in tqdm(names, desc="counting parameters", disable=not progress, leave=False):
         entry = MODELS[name]
         rows.append({"name": name, "params": count_parameters(name, num_classes), "task": entry.listed_task,
-                     "paper": entry.paper, "test": test_settings(name).to_dict()})
+                     "paper": entry.paper, "test": official_settings(name).to_dict()})
     return rows
 
 

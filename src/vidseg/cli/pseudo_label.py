@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.test_options import add_test_arguments, settings_from_args
+
 HELP = "STSC pseudo-labels: average several models' softmax, drop pixels under a threshold, write VSPW masks."
 
 
@@ -20,12 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="builder keyword for every model (YAML value), e.g. --model-arg embed_dim=64; repeatable")
+    add_test_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from vidseg.engine.pseudo_label import generate_pseudo_labels, load_models
+    from vidseg.engine.pseudo_label import generate_pseudo_labels, load_models, names_per_weights
     from vidseg.errors import ConfigError
 
     kwargs = {}
@@ -35,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         key, value = item.split("=", 1)
         kwargs[key.strip()] = yaml.safe_load(value)
     models = load_models(args.weights, args.model, args.num_classes, args.device, kwargs)
-    s = generate_pseudo_labels(models, args.data, args.out, split=args.split, threshold=args.threshold)
+    settings = [settings_from_args(name, args) for name in names_per_weights(args.weights, args.model)]
+    s = generate_pseudo_labels(models, args.data, args.out, split=args.split, threshold=args.threshold,
+                               settings=settings, tta=args.tta)
     print(f"{s.frames} frames of {s.videos} videos; {100 * s.kept_fraction:.1f}% of pixels kept; written to {s.out} "
           f"(train with --set data.pseudo_label_root={s.out})")
     return 0

@@ -2,7 +2,7 @@
 
 Argument parsing only: the masks are written by :func:`vidseg.inference.segment.segment_video` (VSPW-format
 PNGs in ``<out>/<video>/``, resumable, optional overlay mp4). With no test options the model runs its official
-test pipeline (registry ``test_settings``: resize, normalisation, clip rule, memory); TCB's supports before
+test pipeline (registry ``official_settings``: resize, normalisation, clip rule, memory); TCB's supports before
 frame 0 are clamped (user videos) unless ``--short-video wrap`` asks for the official loader's wrap-around.
 """
 
@@ -54,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
     print(format_table([list(row.values())], list(row)))
     if args.json:
         write_json(args.json, {"model": args.model, "mode": settings.mode, "tta": bool(args.tta),
-                               "test_settings": settings.to_dict(), **row})
+                               "official_settings": settings.to_dict(), **row})
     return 0

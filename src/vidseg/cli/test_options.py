@@ -1,5 +1,5 @@
 """Test-time options shared by ``segment``, ``pseudo-label`` and ``export``: each defaults to the model's official
-test settings (its registry entry's :class:`vidseg.inference.settings.TestSettings`) and overrides one field.
+test settings (its registry entry's :class:`vidseg.inference.settings.InferenceSettings`) and overrides one field.
 
 The choices are written out here so that building the parser imports nothing heavy; ``tests/cli`` checks they
 equal the library's (``NORMALIZATIONS``, ``MODES``, ``SHORT_VIDEO_RULES``, ``TTA_SCALES``).
@@ -42,7 +42,7 @@ def add_test_arguments(parser: argparse.ArgumentParser, *, clips: bool = True) -
 
 
 def settings_from_args(model: str, args: argparse.Namespace, *, short_video: str | None = None) -> Any:
-    """The model's official :class:`~vidseg.inference.settings.TestSettings` with the user's options applied.
+    """The model's official :class:`~vidseg.inference.settings.InferenceSettings` with the user's options applied.
 
     Args:
         model: registered model name.
@@ -52,10 +52,10 @@ def settings_from_args(model: str, args: argparse.Namespace, *, short_video: str
     """
     from dataclasses import replace
 
-    from vidseg.models import test_settings
+    from vidseg.models import official_settings
     from vidseg.tables import parse_size
 
-    settings = test_settings(model)
+    settings = official_settings(model)
     img_scale = getattr(args, "img_scale", None)
     if img_scale is not None:
         scale = None if img_scale.lower() == "none" else parse_size(img_scale, "--img-scale", "853x480 or none")

@@ -29,7 +29,8 @@ from vidseg.errors import ConfigError
 from vidseg.fileio import write_text_atomic
 from vidseg.inference.ensemble import EnsemblePredictor
 from vidseg.inference.predictor import VideoPredictor
-from vidseg.models.registry import load_model
+from vidseg.inference.settings import InferenceSettings
+from vidseg.models.registry import load_model, official_settings
 from vidseg.structures import IGNORE_LABEL
 
 
@@ -43,19 +44,25 @@ class PseudoLabelSummary:
     out: Path
 
 
-def load_models(weights: Sequence[str | os.PathLike], model_names: Sequence[str], num_classes: int = 124,
-                device: str | torch.device = "cpu", model_kwargs: dict | None = None) -> list[torch.nn.Module]:
-    """Build one registered model per weights file (one name for all, or one name per file) and load it
-    strictly (``model_kwargs`` go to every builder, e.g. ``{"embed_dim": 64}`` for the demo's models)."""
+def names_per_weights(weights: Sequence[str | os.PathLike], model_names: Sequence[str]) -> list[str]:
+    """The registered name of each weights file: one name for all, or one per file (ConfigError otherwise)."""
     if not weights:
         raise ConfigError("pseudo-labels need at least one --weights file")
     if len(model_names) not in (1, len(weights)):
         raise ConfigError(f"give one --model for all weights or one per weights file "
                           f"({len(model_names)} models for {len(weights)} weights)")
-    names = list(model_names) * len(weights) if len(model_names) == 1 else list(model_names)
+    return list(model_names) * len(weights) if len(model_names) == 1 else list(model_names)
+
+
+def load_models(weights: Sequence[str | os.PathLike], model_names: Sequence[str], num_classes: int = 124,
+                device: str | torch.device = "cpu", model_kwargs: dict | None = None) -> list[torch.nn.Module]:
+    """Build one registered model per weights file (one name for all, or one name per file) and load it
+    strictly (``model_kwargs`` go to every builder, e.g. ``{"embed_dim": 64}`` for the demo's models, after the
+    build arguments the model's official test implies, e.g. TCB-OCR-mem's official memory rule)."""
     models = []
-    for name, path in zip(names, weights, strict=True):
-        model = load_model(name, path, num_classes=num_classes, strict=True, **(model_kwargs or {}))
+    for name, path in zip(names_per_weights(weights, model_names), weights, strict=True):
+        kwargs = {**official_settings(name).model_kwargs, **(model_kwargs or {})}
+        model = load_model(name, path, num_classes=num_classes, strict=True, **kwargs)
         models.append(model.to(device).eval())
     return models
 
@@ -80,13 +87,23 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def generate_pseudo_labels(models: Sequence[torch.nn.Module], data_root: str | os.PathLike,
                            out: str | os.PathLike, *, split: str = "test", threshold: float = 0.5,
+                           settings: Sequence[InferenceSettings] | None = None, tta: bool = False,
                            progress: bool = True) -> PseudoLabelSummary:
-    """Write ensemble pseudo-labels for every frame of ``split`` of a VSPW root into ``out`` (see module doc)."""
+    """Write ensemble pseudo-labels for every frame of ``split`` of a VSPW root into ``out`` (see module doc).
+
+    ``settings`` gives each model's test pipeline (``vidseg pseudo-label`` passes the official ones,
+    :func:`vidseg.models.official_settings`); None feeds the frames as they are. ``tta`` adds each setting's
+    multi-scale + flip views.
+    """
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must lie in [0, 1], got {threshold}")
+    if settings is not None and len(settings) != len(models):
+        raise ConfigError(f"{len(settings)} test settings for {len(models)} models")
     videos = VSPWDataset(data_root, split).videos
     out = Path(out)
-    ensemble = EnsemblePredictor([VideoPredictor(m) for m in models], return_probs=True)
+    options = [s.predictor_options(tta=tta) for s in settings] if settings is not None else [{} for _ in models]
+    ensemble = EnsemblePredictor([VideoPredictor(m, **o) for m, o in zip(models, options, strict=True)],
+                                 return_probs=True)
     kept = total = frames = 0
     bar = tqdm(total=sum(len(v) for v in videos), disable=not progress, desc="pseudo-label", unit="frame")
     with torch.no_grad(), bar:

@@ -1,6 +1,6 @@
 """Each model family's official test-time settings: what its paper's test script feeds the model.
 
-A registry entry carries one :class:`TestSettings` (``ModelEntry.test``); ``vidseg segment``, ``predict``,
+A registry entry carries one :class:`InferenceSettings` (``ModelEntry.test``); ``vidseg segment``, ``predict``,
 ``pseudo-label`` and ``export`` use it unless the user overrides a field, and ``vidseg models --json`` shows it.
 The facts (``specs/models.md`` §1.5-1.7, §2.6, §3 and the official repositories):
 
@@ -30,7 +30,7 @@ from vidseg.inference.tta import TTA, TTA_SCALES
 
 
 @dataclass(frozen=True)
-class TestSettings:
+class InferenceSettings:
     """How a model's official test prepares frames and picks clips.
 
     Attributes:
@@ -78,7 +78,7 @@ class TestSettings:
         """The multi-scale + flip test of ``tta_dataset``."""
         return TTA.for_dataset(self.tta_dataset)
 
-    def with_overrides(self, **overrides: Any) -> TestSettings:
+    def with_overrides(self, **overrides: Any) -> InferenceSettings:
         """A copy with the fields the user gave (None values are ignored)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -94,17 +94,17 @@ class TestSettings:
         return out
 
 
-CFFM_TEST = TestSettings(img_scale=(853, 480), size_divisor=32, official_tta=False,
+CFFM_TEST = InferenceSettings(img_scale=(853, 480), size_divisor=32, official_tta=False,
                          source="VSS-CFFM local_configs/_base_/datasets/vspw_repeat2.py test_pipeline")
-SEGFORMER_ADE_TEST = TestSettings(img_scale=(2048, 512), size_divisor=32, tta_dataset="ade20k",
+SEGFORMER_ADE_TEST = InferenceSettings(img_scale=(2048, 512), size_divisor=32, tta_dataset="ade20k",
                                   source="NVlabs/SegFormer local_configs/_base_/datasets/ade20k_repeat.py test_pipeline")
-SEGFORMER_VSPW_TEST = TestSettings(img_scale=(853, 480), size_divisor=32,
+SEGFORMER_VSPW_TEST = InferenceSettings(img_scale=(853, 480), size_divisor=32,
                                    source="VSS-CFFM local_configs/_base_/datasets/vspw_repeat2_forFLOW_"
                                           "newPhotoMetricDistortion.py test_pipeline")
-TCB_TEST = TestSettings(normalization="torchvision", mode="offline", short_video="wrap", official_tta=False,
+TCB_TEST = InferenceSettings(normalization="torchvision", mode="offline", short_video="wrap", official_tta=False,
                         source="CVPR2021_VSPW_Implement test_clip2.py + dataset2.py TestDataset_longclip "
                                "(scripts/run_temporal_*.sh)")
 TCB_MEM_TEST = replace(TCB_TEST, model_kwargs={"memory": "official"})
-VSPW_IMAGE_TEST = TestSettings(normalization="torchvision", official_tta=False,
+VSPW_IMAGE_TEST = InferenceSettings(normalization="torchvision", official_tta=False,
                                source="CVPR2021_VSPW_Implement test.py + dataset2.py TestDataset (scripts/run_psp.sh)")
-PLAIN_TEST = TestSettings(source="no official test script in vidseg's references: frames as they are")
+PLAIN_TEST = InferenceSettings(source="no official test script in vidseg's references: frames as they are")

@@ -2,7 +2,7 @@
 
 ``load_model(name, weights=None, num_classes=124, **overrides)`` builds any registered model and loads local
 weights (official layouts converted); ``build(name, ...)`` only builds. The registry entry of each name
-(:data:`MODELS`) states its family, task, converter, test rule, official test settings (``test_settings(name)``) and
+(:data:`MODELS`) states its family, task, converter, test rule, official test settings (``official_settings(name)``) and
 predictor.
 """
 
@@ -14,8 +14,8 @@ from vidseg.models.registry import (
     get_entry,
     load_model,
     make_predictor,
-    test_settings,
+    official_settings,
 )
 
 __all__ = ["MODELS", "ModelEntry", "available_models", "build", "get_entry", "load_model", "make_predictor",
-           "test_settings"]
+           "official_settings"]

@@ -43,9 +43,9 @@ class ModelEntry:
         augment: the training augmentation (``"segformer"``: keep-ratio resize, crop, flip, photometric;
             ``"resnet"``: flip, scales {0.8, 1, 1.5, 2}, crop).
         predictor: ``"module:Class"`` of the streaming predictor (``cls(model, **options)``).
-        test: ``"module:NAME"`` of the official test settings (:class:`vidseg.inference.settings.TestSettings`:
+        test: ``"module:NAME"`` of the official test settings (:class:`vidseg.inference.settings.InferenceSettings`:
             test scale, size divisor, normalisation, clip mode, TCB's short-video rule, memory, TTA ratios) that
-            ``segment``, ``pseudo-label`` and ``export`` use unless overridden; :func:`test_settings` reads it.
+            ``segment``, ``pseudo-label`` and ``export`` use unless overridden; :func:`official_settings` reads it.
         classes_kwarg: the builder keyword that receives ``num_classes`` (None: the builder takes none, e.g.
             backbones, or a family whose class counts are fixed in ``kwargs``).
         paper: where the model comes from.
@@ -81,7 +81,7 @@ _CFFM = "vidseg.models.video.cffm:build_cffm"
 _STSC = "vidseg.models.video.stsc:build_stsc"
 _NVLABS = "vidseg.models.convert_segformer:convert_segformer_checkpoint"  # NVlabs / mmseg SegFormer, CFFM
 _CSAIL = "vidseg.models.convert_tcb:convert_tcb_checkpoint"  # official TCB / CSAIL ResNet layouts
-_TEST = "vidseg.inference.settings:"  # + the name of a TestSettings there (official test pipelines)
+_TEST = "vidseg.inference.settings:"  # + the name of an InferenceSettings there (official test pipelines)
 _STCNN_SMALL = {"layers": (2, 2, 2, 2), "width": 16, "fpn_dim": 64, "ppm_dim": 64}  # CPU variant, 4.3M params
 
 
@@ -220,8 +220,8 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *, num_class
     return model
 
 
-def test_settings(name: str) -> Any:
-    """The official test settings of a registered model (:class:`vidseg.inference.settings.TestSettings`)."""
+def official_settings(name: str) -> Any:
+    """The official test settings of a registered model (:class:`vidseg.inference.settings.InferenceSettings`)."""
     return resolve(get_entry(name).test)
 
 
