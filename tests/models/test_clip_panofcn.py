@@ -168,3 +168,18 @@ def test_image_checkpoint_shared_parts_and_skipped_keys(r50):
     recorded: list[str] = []
     converted = image_checkpoint_converter(r50, recorded)(star)
     assert sorted(converted) == sorted(keep) and recorded == skipped
+
+
+def test_registry_entries_load_official_checkpoints(tiny, tmp_path):
+    from vidseg.models import load_model
+    from vidseg.models.registry import get_entry, make_predictor
+
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": dict(tiny.state_dict())}, path)
+    model = load_model("clip_panofcn_tiny", path, strict=True)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), tiny.state_dict().values()))
+    assert make_predictor("clip_panofcn_tiny", model).clip_length == 3
+    assert make_predictor("panofcn_r50", model).clip_length == 1
+    for name in ("clip_panofcn_r50", "panofcn_r50", "clip_panofcn_tiny"):
+        entry = get_entry(name)
+        assert entry.task == "panoptic" and entry.family == "clip_panofcn" and entry.train_clips == "consecutive"

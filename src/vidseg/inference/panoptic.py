@@ -154,3 +154,11 @@ class PanopticVideoPredictor:
         category, track = result.category.cpu().numpy(), track.cpu().numpy()
         for i, (_, name) in enumerate(clip):
             yield PanopticFramePrediction(start + i, name, category[i], track[i], self.label_divisor)
+
+
+class FramePanopticPredictor(PanopticVideoPredictor):
+    """PanopticFCN frame by frame (``panofcn_r50``): :class:`PanopticVideoPredictor` with ``clip_length=1``."""
+
+    def __init__(self, model: ClipPanoFCN, **options) -> None:
+        options.setdefault("clip_length", 1)
+        super().__init__(model, **options)
