@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.test_options import add_test_arguments, settings_from_args
+
+VSPW_FRAME = (480, 853)  # (H, W) of a VSPW 480p frame: the default frame whose official model input is traced
+
 HELP = "Export a model to ONNX (image models whole; video models' per-frame step with --step), checked with onnxruntime."
 
 
@@ -14,7 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step", action="store_true",
                         help="export one streaming step of a video model: image + cached support features -> "
                              "logits + the frame's features")
-    parser.add_argument("--size", default="480x853", metavar="HxW", help="image size the graph is traced at")
+    parser.add_argument("--size", default=None, metavar="HxW",
+                        help="model input size the graph is traced at; default: the model's official input for a "
+                             "480x853 frame (e.g. CFFM 480x864, SegFormer 512x928, TCB 480x853)")
+    add_test_arguments(parser, clips=False)
     parser.add_argument("--num-classes", type=int, default=124, help="classes of the model")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset version")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
@@ -24,13 +31,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidseg.errors import VidsegError
     from vidseg.export import check_onnx, export_onnx
+    from vidseg.inference.tta import variant_size
     from vidseg.models import load_model
     from vidseg.tables import format_table, parse_size
 
-    size = parse_size(args.size, "--size", "480x853 (HxW)")
-    model = load_model(args.model, args.weights, num_classes=args.num_classes).eval()
+    settings = settings_from_args(args.model, args)
+    if args.size is not None:
+        size = parse_size(args.size, "--size", "480x853 (HxW)")
+    else:
+        size = variant_size(VSPW_FRAME, 1.0, settings.img_scale, settings.size_divisor)
+    model = load_model(args.model, args.weights, num_classes=args.num_classes, **settings.model_kwargs).eval()
     spec = export_onnx(model, args.out, step=args.step, image_size=size, opset=args.opset)
-    rows = [["file", args.out], ["size", f"{size[0]}x{size[1]}"], ["step", str(args.step)]]
+    scale = "x".join(map(str, settings.img_scale)) if settings.img_scale else "frame size"
+    rows = [["file", args.out], ["size", f"{size[0]}x{size[1]}"], ["step", str(args.step)],
+            ["input preprocessing", f"resize to {scale} keeping the ratio, then to multiples of "
+                                    f"{settings.size_divisor}; {settings.normalization} normalisation"]]
     if spec is not None:
         rows.append(["support inputs", f"{spec.num_supports} x {len(spec.used_leaves)} tensors"])
     if not args.no_check:
