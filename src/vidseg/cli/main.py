@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "info": "info",
     "synth": "synth",
+    "dream": "dream",
     "convert": "convert",
     "eval": "eval",
     "models": "models",
