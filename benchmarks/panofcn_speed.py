@@ -11,10 +11,14 @@ Measurements (random weights with the official initialisation, random frames; on
 
 Each figure is measured with 1 thread and with all threads (``torch.get_num_threads()`` at start).
 
+* ``--memory 100,2000``: peak resident memory (``ru_maxrss``) of a streaming run of ``clip_panofcn_tiny`` over
+  videos of those lengths at ``--memory-size``, each in a fresh subprocess, frames generated on the fly.
+
 Usage::
 
     python benchmarks/panofcn_speed.py --size 720x1280 --clips 1 --clip 3
     python benchmarks/panofcn_speed.py --size 360x640 --clips 2 --json out.json
+    python benchmarks/panofcn_speed.py --memory 100,2000 --memory-size 32x48 --threads none
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -101,6 +108,41 @@ def bench_tracking(tracks: int, repeats: int = 20) -> dict:
     return {"tracking_cpu_ms_per_clip": 1000 * (time.process_time() - start) / repeats, "instances_per_clip": tracks}
 
 
+def stream_peak_memory(length: int, h: int, w: int) -> dict:
+    """Run the streaming predictor over ``length`` random frames; peak RSS (MiB) and tracker size."""
+    import numpy as np
+
+    from vidseg.inference.panoptic import PanopticVideoPredictor
+    from vidseg.models.panoptic.clip_panofcn import build_tiny_clip_panofcn
+
+    torch.manual_seed(0)
+    model = build_tiny_clip_panofcn()
+    with torch.no_grad():  # random weights that let things survive the thresholds, so the tracker works
+        model.position_head.out_inst.bias.fill_(0.0)
+        model.kernel_head.out_conv.weight.mul_(5)
+        model.thing_generator.embed_extractor.weight.mul_(30)
+    predictor = PanopticVideoPredictor(model, settings=vipseg_settings(stuff_area_limit=64))
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (h, w + length, 3), dtype=np.uint8)
+    frames = (np.ascontiguousarray(base[:, i: i + w]) for i in range(length))
+    start = time.process_time()
+    count = sum(1 for _ in predictor.predict(frames))
+    return {"frames": count, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "tracks_in_memory": predictor.tracker.num_tracks(), "cpu_s": time.process_time() - start}
+
+
+def bench_memory(lengths: list[int], size: str) -> dict:
+    out = {}
+    for length in lengths:
+        code = (f"import json, sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+                f"import panofcn_speed as b; print(json.dumps(b.stream_peak_memory({length}, "
+                f"{size.split('x')[0]}, {size.split('x')[1]})))")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out[str(length)] = json.loads(res.stdout.strip().splitlines()[-1])
+        print(json.dumps({f"memory_{length}": out[str(length)]}), flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="720x1280", help="HxW of the frames")
@@ -108,18 +150,22 @@ def main() -> None:
     parser.add_argument("--clip", type=int, default=3, help="frames per clip")
     parser.add_argument("--tracks", type=int, default=50, help="thing instances per clip for the tracking figure")
     parser.add_argument("--threads", default="1,all", help="comma list of thread counts ('all' = default)")
+    parser.add_argument("--memory", default="", help="comma list of video lengths for the memory check")
+    parser.add_argument("--memory-size", default="32x48", help="HxW of the memory check's frames")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
     all_threads = torch.get_num_threads()
     results = {"size": [h, w], "clip": args.clip, "clips": args.clips}
-    for spec in args.threads.split(","):
+    for spec in [t for t in args.threads.split(",") if t != "none"]:
         threads = all_threads if spec == "all" else int(spec)
         torch.set_num_threads(threads)
         res = bench_network(h, w, args.clips, args.clip)
         res.update(bench_tracking(args.tracks))
         results[f"threads_{threads}"] = res
         print(json.dumps({f"threads_{threads}": res}, indent=1), flush=True)
+    if args.memory:
+        results["memory"] = bench_memory([int(v) for v in args.memory.split(",")], args.memory_size)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
