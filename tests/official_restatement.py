@@ -138,3 +138,30 @@ def write_video(folder: Path, w: int, h: int, num: int, orientation: int = 1) ->
         img.save(path, "JPEG", quality=92, exif=exif)
         paths.append(path)
     return paths
+
+
+@torch.inference_mode()
+def run_official_aug_test(model: torch.nn.Module, path: Path, scale: tuple[int, int], divisor: int,
+                          ratios: Sequence[float]) -> torch.Tensor:
+    """mmseg ``aug_test`` of one image (single-frame models): ``MultiScaleFlipAug(img_ratios, flip=True)`` ->
+    per view AlignedResize, ``mmcv.imflip``, imnormalize, logits resized to the input then to the original,
+    softmax, flipped back; mean over the views. Returns the averaged probabilities [K, H, W]."""
+    model.eval()
+    bgr = decode_bgr(path)
+    h, w = bgr.shape[:2]
+    total = None
+    views = 0
+    for r in ratios:
+        view_scale = (int(scale[0] * r), int(scale[1] * r))
+        for flip in (False, True):
+            img = aligned_resize(bgr, view_scale, divisor)
+            if flip:
+                img = np.flip(img, axis=1)
+            x = torch.from_numpy(imnormalize(np.ascontiguousarray(img)).transpose(2, 0, 1).copy())[None]
+            logits = model(x[:, None]).float()
+            probs = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False).softmax(1)
+            if flip:
+                probs = probs.flip(dims=(3,))
+            total = probs if total is None else total + probs
+            views += 1
+    return (total / views)[0]

@@ -124,3 +124,19 @@ def test_tcb_wrap_rule_refuses_videos_the_official_loader_cannot_read(tmp_path: 
         list(VideoPredictor(toy_model("tcb"), **TCB_TEST.predictor_options()).predict(tmp_path / "v"))
     clamp = TCB_TEST.with_overrides(short_video="clamp")
     assert len(list(VideoPredictor(toy_model("tcb"), **clamp.predictor_options()).predict(tmp_path / "v"))) == 8
+
+
+def test_tta_equals_the_official_aug_test(tmp_path: Path):
+    """``--tta`` on SegFormer (ADE20K ratios 0.75-1.25 + flip at 2048x512/32) against mmseg's aug_test."""
+    from official_restatement import run_official_aug_test
+
+    paths = write_video(tmp_path / "v", 96, 64, num=1)
+    model = toy_model("segformer")
+    settings = SEGFORMER_ADE_TEST
+    ref = run_official_aug_test(model, paths[0], settings.img_scale, settings.size_divisor,
+                                (0.75, 0.875, 1.0, 1.125, 1.25))
+    predictor = VideoPredictor(model, return_probs=True, **settings.predictor_options(tta=True))
+    (pred,) = list(predictor.predict(tmp_path / "v"))
+    assert len(predictor.variants) == 10
+    assert torch.allclose(pred.probs, ref, atol=1e-6)
+    assert np.array_equal(pred.labels, ref.argmax(0).numpy())
