@@ -46,7 +46,7 @@ def test_override_converts_types(item: str, field: tuple[str, ...], value: objec
 
 
 @pytest.mark.parametrize("item", ["schedule.max_iters=1.5", "smoke=maybe", "optim.lr=fast", "data.scale_range=[1]",
-                                  "optim.name=adam", "precision=fp16", "model=3", "noequals"])
+                                  "optim.name=adagrad", "precision=fp16", "model=3", "noequals"])
 def test_bad_values_are_errors(item: str) -> None:
     with pytest.raises(ConfigError):
         apply_override(TrainConfig(), item)
@@ -54,7 +54,7 @@ def test_bad_values_are_errors(item: str) -> None:
 
 def test_choice_error_suggests(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="did you mean 'adamw'"):
-        apply_override(TrainConfig(), "optim.name=adamv")
+        apply_override(TrainConfig(), "optim.name=adamww")
 
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:

@@ -382,7 +382,7 @@ def _unknown_key(key: str, known: Sequence[str], where: str) -> ConfigError:
 
 def _check_choice(path: str, value: Any) -> None:
     choices = _CHOICES.get(path)
-    if choices and value not in choices:
+    if choices and value is not None and value not in choices:
         close = difflib.get_close_matches(str(value), choices, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{path}: {value!r} is not one of {', '.join(choices)}{hint}")
