@@ -35,8 +35,8 @@ EVAL_MODE = [
     (-10511.86525319775, 36916.185496257545, -5.551672184026346),
     (225.91102508167018, 1633.9130071101868, 0.4058286737516393),
 ]
-NETG_TRAIN = (363.01580559031095, 587.783796115876, 0.24656174873981146)  # official FramePredNet, seed 2
-NETD_EVAL = (0.5282271665497069, 0.5282388229767284)  # official Inception3 eval, seed 4, input seed 5
+NETG_TRAIN = (363.0157595321398, 587.7838110330458, 0.24656154096648109)  # official FramePredNet, seed 2
+NETD_EVAL = (0.5282265598836152, 0.5282382162214703)  # official Inception3 eval, seed 4, input seed 5
 
 
 def _close(ours, official):
@@ -68,4 +68,6 @@ def test_generator_and_discriminator_match_official():
     disc.load_state_dict(seeded_state(disc.state_dict(), seed=4))
     x = seeded_inputs(2, 80, 96, seed=5)[0][:, :3]
     with torch.no_grad():
+        torch.manual_seed(7)
+        disc.train()(x)  # as the comparison script: one train-mode forward updates the BN statistics first
         _close(disc.eval()(x).flatten().tolist(), NETD_EVAL)
