@@ -32,3 +32,27 @@ class DataError(VidsegError):
 
 class ConfigError(VidsegError):
     """A configuration, an option or a model name is invalid."""
+
+
+class DiskFullError(DataError):
+    """The device ran out of space while writing ``path``; nothing complete-looking was left behind."""
+
+    def __init__(self, path: str | os.PathLike, problem: str = "no space left on device") -> None:
+        super().__init__(path, problem)
+
+    def __str__(self) -> str:
+        return f"no space left on device while writing {self.path}"
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an :class:`OSError` that escaped to the CLI: the problem and the file it concerns.
+
+    ``ENOSPC`` reads "no space left on device while writing FILE"; other errors read "FILE: strerror".
+    """
+    import errno
+
+    name = exc.filename if exc.filename is not None else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on device while writing {name or 'a file'}"
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return f"{name}: {text}" if name else text

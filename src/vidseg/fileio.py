@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -10,7 +11,53 @@ from pathlib import Path
 
 import numpy as np
 
-from vidseg.errors import DataError
+from vidseg.errors import DataError, DiskFullError
+
+TMP_MARK = ".tmp"  # every temporary name of :func:`atomic_path` is ``.<stem>.<random>.tmp<suffix>``
+STALE_SECONDS = 3600.0  # a temporary file older than this belongs to a killed run
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _prepare_parent(path: Path) -> None:
+    if path.is_dir():
+        raise DataError(path, "is a folder; expected a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DataError(path.parent, "is a file; expected a folder to write into") from None
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, max_age: float = STALE_SECONDS) -> list[Path]:
+    """Delete :func:`atomic_path` temporaries in ``folder`` (not recursive) older than ``max_age`` seconds.
+
+    A killed process leaves its temporary file behind; the next run in the same folder calls this.
+    Returns the removed paths.
+    """
+    import time
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for tmp in folder.glob(f".*{TMP_MARK}*"):
+        with contextlib.suppress(OSError):
+            if tmp.is_file() and now - tmp.stat().st_mtime > max_age:
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager
@@ -18,20 +65,42 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error remove it.
 
     A reader never sees a half-written file: the final name appears only when the content is complete.
-    The temporary name keeps the suffix so that writers choosing a format by extension still work.
+    The temporary name keeps the suffix so that writers choosing a format by extension still work. The
+    result has the permissions of a plainly created file (``0o666`` less the umask), not ``mkstemp``'s 0600.
+
+    Raises:
+        DataError: ``path`` is a folder, or its parent is a file.
+        DiskFullError: the device ran out of space (the temporary file is removed, ``path`` is untouched).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    _prepare_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{TMP_MARK}{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        _raise_disk_full(exc, path)
+        raise
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        _raise_disk_full(exc, path)
         raise
+
+
+def _raise_disk_full(exc: BaseException, path: Path) -> None:
+    """Re-raise an out-of-space error (also one wrapped by a writer, e.g. torch's) as :class:`DiskFullError`."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(path) from exc
+        seen = seen.__cause__ or seen.__context__
+    if "No space left on device" in str(exc):  # a library that wrapped the OSError in its own type
+        raise DiskFullError(path) from exc
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

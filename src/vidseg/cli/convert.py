@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.argtypes import nonnegative_int, positive_int
+
 HELP = "Convert datasets: VSPW to VSPW-480p, raw VIPSeg to the 720P COCO-style panoptic layout."
 
 
@@ -16,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     vspw.add_argument("--src", required=True, help="VSPW root holding data/ and the split files")
     vspw.add_argument("--out", required=True, help="output root (created; an interrupted run is resumed)")
-    vspw.add_argument("--height", type=int, default=480, help="target frame height")
+    vspw.add_argument("--height", type=positive_int, default=480, help="target frame height")
     vspw.add_argument("--quiet", action="store_true", help="no progress bar")
     vip = sub.add_parser(
         "vipseg-720p", help="raw VIPSeg -> 720P images, RGB-id panomasksRGB and panoptic_gt_VIPSeg*.json",
@@ -27,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     vip.add_argument("--src", required=True, help="raw VIPSeg root holding imgs/, panomasks/ and split files")
     vip.add_argument("--out", required=True, help="output root, e.g. VIPSeg_720P (an interrupted run is resumed)")
-    vip.add_argument("--seed", type=int, default=0, help="seed of the thing segment colours (ids)")
-    vip.add_argument("--height", type=int, default=720, help="target frame height")
+    vip.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the thing segment colours (ids)")
+    vip.add_argument("--height", type=positive_int, default=720, help="target frame height")
     vip.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

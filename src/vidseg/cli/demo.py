@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.argtypes import nonnegative_int, positive_int
+
 HELP = ("Run the demo: generate synthetic VSPW data, train a SegFormer baseline and temporal models (CFFM, TCB) "
         "on this CPU, evaluate mIoU/WIoU/mVC8/mVC16/TC, write summary.json and report.html.")
 
@@ -13,12 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = DemoSize()
     parser.add_argument("--out", default="demo_out", help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of training")
-    parser.add_argument("--videos", type=int, default=d.videos, help="synthetic videos to generate")
-    parser.add_argument("--frames", type=int, default=d.frames, help="frames per video")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the synthetic data and of training")
+    parser.add_argument("--videos", type=positive_int, default=d.videos, help="synthetic videos to generate")
+    parser.add_argument("--frames", type=positive_int, default=d.frames, help="frames per video")
     parser.add_argument("--size", default=f"{d.height}x{d.width}", help="frame size HxW")
-    parser.add_argument("--iters", type=int, default=d.iters, help="training iterations per model")
-    parser.add_argument("--batch", type=int, default=d.batch, help="clips per training batch")
+    parser.add_argument("--iters", type=positive_int, default=d.iters, help="training iterations per model")
+    parser.add_argument("--batch", type=positive_int, default=d.batch, help="clips per training batch")
     parser.add_argument("--no-tcb", action="store_true", help="skip the TCB model")
     parser.add_argument("--basic", action="store_true",
                         help="no training: only write the synthetic dataset, an overlay video and a ground-truth "

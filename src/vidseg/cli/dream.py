@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.argtypes import nonnegative_int, positive_int
+
 HELP = ("Lucid dreaming (STCNN online stage): synthesise image/mask pairs from one frame and its object mask, "
         "write them and a contact sheet.")
 
@@ -12,10 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("frame", help="the annotated frame (JPEG/PNG)")
     parser.add_argument("mask", help="its object mask: DAVIS indexed PNG (ids) or a binary greyscale PNG")
     parser.add_argument("--out", required=True, help="folder for NNN.jpg / NNN.png pairs and sheet.png")
-    parser.add_argument("--pairs", type=int, default=100, help="number of pairs (official: 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same pairs")
-    parser.add_argument("--sheet-pairs", type=int, default=11, help="pairs shown on the contact sheet")
-    parser.add_argument("--columns", type=int, default=4, help="tiles per row of the contact sheet")
+    parser.add_argument("--pairs", type=positive_int, default=100, help="number of pairs (official: 100)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed; the same seed gives the same pairs")
+    parser.add_argument("--sheet-pairs", type=nonnegative_int, default=11, help="pairs shown on the contact sheet")
+    parser.add_argument("--columns", type=positive_int, default=4, help="tiles per row of the contact sheet")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.argtypes import positive_int
+
 HELP = "Score DAVIS results (<results>/<sequence>/<frame>.png, indexed object ids) as davis2017-evaluation."
 
 
@@ -19,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default="official", choices=["official", "strict"],
                         help="official: davis2017-evaluation numbers (quirks kept); strict: correct decay bins, "
                              "per-object rows in GT order, extra result folders rejected")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (results do not depend on it)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes (results do not depend on it)")
     parser.add_argument("--json", default=None, help="write the results (fractions) to this JSON file")
     parser.add_argument("--csv-dir", default=None,
                         help="folder for global_results-<set>.csv and per-sequence_results-<set>.csv "

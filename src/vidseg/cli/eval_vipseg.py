@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from vidseg.cli.argtypes import positive_int
+
 HELP = "VIPSeg video panoptic metrics: VPQ^k (k=1,2,4,6,8 by default), VPQ_final, STQ/AQ/SQ."
 
 
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "from PNGs, no STQ crowd quirk, reject questionable input")
     parser.add_argument("--short-videos", choices=("skip", "whole"), default="skip",
                         help="videos shorter than k: skip (official) or score them as one window (DEVA variant)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (results do not depend on it)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes (results do not depend on it)")
     parser.add_argument("--json", default=None, help="write all results (fractions in [0, 1]) to this JSON file")
     parser.add_argument("--per-category", action="store_true", help="also print the per-category VPQ tables")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

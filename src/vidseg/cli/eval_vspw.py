@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.argtypes import positive_int
+
 HELP = "Score VSPW predictions (<pred>/<video>/<frame>.png, class ids 0..123) against a VSPW root."
 
 
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "questionable input rejected")
     parser.add_argument("--miou-rule", default="official", choices=["official", "mmseg"],
                         help="classes averaged in mIoU: present in GT (official) or non-empty union (mmseg)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (results do not depend on it)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes (results do not depend on it)")
     parser.add_argument("--json", default=None, help="write the results (fractions in [0,1]) to this JSON file")
     parser.add_argument("--flow", default="dis",
                         help="TC flow: 'dis' (OpenCV DIS, CPU), 'dis:fast', 'raft' (RAFT, needs --flow-weights; "

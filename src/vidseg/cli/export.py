@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.argtypes import nonnegative_float, positive_int
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 VSPW_FRAME = (480, 853)  # (H, W) of a VSPW 480p frame: the default frame whose official model input is traced
@@ -22,10 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model input size the graph is traced at; default: the model's official input for a "
                              "480x853 frame (e.g. CFFM 480x864, SegFormer 512x928, TCB 480x853)")
     add_test_arguments(parser, clips=False)
-    parser.add_argument("--num-classes", type=int, default=124, help="classes of the model")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    parser.add_argument("--num-classes", type=positive_int, default=124, help="classes of the model")
+    parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset version")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted abs difference of outputs")
+    parser.add_argument("--tolerance", type=nonnegative_float, default=1e-4, help="largest accepted abs difference of outputs")
 
 
 def run(args: argparse.Namespace) -> int:

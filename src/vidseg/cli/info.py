@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.argtypes import positive_int
+
 HELP = "Describe a dataset, video file or frame folder (layout, Table-1 statistics); --check verifies every file."
 
 
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decode and verify every file, list every problem, exit 1 if there is any")
     parser.add_argument("--no-labels", action="store_true",
                         help="skip decoding masks (no category/instance statistics; much faster)")
-    parser.add_argument("--max-videos", type=int, default=None, help="only describe the first N videos")
+    parser.add_argument("--max-videos", type=positive_int, default=None, help="only describe the first N videos")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON to OUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.argtypes import positive_int
+
 HELP = ("List the registered models (name, parameters, task, paper, official test input); --json prints the list "
         "as JSON with each model's official test settings.")
 
@@ -14,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="also write the JSON list to this file")
     parser.add_argument("--task", default=None, choices=["backbone", "semantic", "video-semantic"],
                         help="only the models of this task")
-    parser.add_argument("--num-classes", type=int, default=124, help="classes used when counting parameters")
+    parser.add_argument("--num-classes", type=positive_int, default=124, help="classes used when counting parameters")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

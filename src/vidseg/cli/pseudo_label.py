@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.argtypes import fraction, positive_int
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = "STSC pseudo-labels: average several models' softmax, drop pixels under a threshold, write VSPW masks."
@@ -16,9 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="VSPW dataset root (holds data/ and the split files)")
     parser.add_argument("--split", default="test", help="split whose frames get pseudo-labels")
     parser.add_argument("--out", required=True, help="output folder (a VSPW-layout data set)")
-    parser.add_argument("--threshold", type=float, default=0.5,
+    parser.add_argument("--threshold", type=fraction, default=0.5,
                         help="pixels whose averaged top probability is below this become ignore (255)")
-    parser.add_argument("--num-classes", type=int, default=124, help="number of classes of the models")
+    parser.add_argument("--num-classes", type=positive_int, default=124, help="number of classes of the models")
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="builder keyword for every model (YAML value), e.g. --model-arg embed_dim=64; repeatable")

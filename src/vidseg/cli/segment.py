@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vidseg.cli.argtypes import positive_float, positive_int
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = "Segment a video file or frame folder: per-frame VSPW-format PNG masks and an optional overlay video."
@@ -25,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder; masks go to OUT/<video>/<frame>.png")
     parser.add_argument("--overlay", default=None, help="also write an overlay mp4 to this path")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the model")
-    parser.add_argument("--num-classes", type=int, default=124, help="classes of the model (VSPW: 124)")
+    parser.add_argument("--num-classes", type=positive_int, default=124, help="classes of the model (VSPW: 124)")
     add_test_arguments(parser)
-    parser.add_argument("--fps", type=float, default=None, help="overlay frame rate (default: the video's, or 15)")
+    parser.add_argument("--fps", type=positive_float, default=None, help="overlay frame rate (default: the video's, or 15)")
     parser.add_argument("--json", default=None, help="also write the run summary to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

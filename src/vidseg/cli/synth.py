@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidseg.cli.argtypes import fraction, nonnegative_int, positive_int
+
 HELP = "Write a synthetic VSPW, VIPSeg or DAVIS dataset in the exact official layout (for tests and demos)."
 
 
@@ -12,19 +14,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("kind", choices=["vspw", "vipseg", "davis"], help="layout to write")
     parser.add_argument("--out", required=True, help="dataset root to create (absent or empty; required)")
-    parser.add_argument("--videos", type=int, default=4, help="number of videos")
-    parser.add_argument("--frames", type=int, default=30, help="frames per video")
+    parser.add_argument("--videos", type=positive_int, default=4, help="number of videos")
+    parser.add_argument("--frames", type=positive_int, default=30, help="frames per video")
     parser.add_argument("--size", default="480x853", help="frame size HxW")
-    parser.add_argument("--seed", type=int, default=0, help="seed; the same arguments give the same bytes")
-    parser.add_argument("--val-fraction", type=float, default=0.4, help="share of videos in the val split")
-    parser.add_argument("--test-fraction", type=float, default=0.0,
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed; the same arguments give the same bytes")
+    parser.add_argument("--val-fraction", type=fraction, default=0.4, help="share of videos in the val split")
+    parser.add_argument("--test-fraction", type=fraction, default=0.0,
                         help="share of videos in the test split (written without masks, as officially)")
     parser.add_argument("--stuff", default=",".join(DEFAULT_STUFF),
                         help="comma-separated stuff class names (VSPW/VIPSeg names)")
     parser.add_argument("--things", default=",".join(DEFAULT_THINGS),
                         help="comma-separated thing class names; '' for none")
     parser.add_argument("--objects", default="2,5", help="min,max thing objects per video")
-    parser.add_argument("--degrade-prob", type=float, default=0.15,
+    parser.add_argument("--degrade-prob", type=fraction, default=0.15,
                         help="probability that a frame is degraded (motion blur, noise, lighting)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier dataset of this layout at --out")
     parser.add_argument("--json", default=None, help="also write the summary as JSON to this file")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vidseg.cli.argtypes import positive_int
+
 NORMALIZATION_CHOICES = ("mmseg", "torchvision")
 MODE_CHOICES = ("online", "offline")
 SHORT_VIDEO_CHOICES = ("clamp", "wrap")
@@ -22,7 +24,7 @@ def add_test_arguments(parser: argparse.ArgumentParser, *, clips: bool = True) -
     ``--tta``, ``--tta-dataset``; every default is the model's official one."""
     parser.add_argument("--img-scale", default=None, metavar="LONGxSHORT",
                         help=f"keep-ratio test resize, e.g. 853x480, or 'none' for frames as they are; {OFFICIAL}")
-    parser.add_argument("--size-divisor", type=int, default=None,
+    parser.add_argument("--size-divisor", type=positive_int, default=None,
                         help=f"second resize: stretch the input to multiples of this (1: none); {OFFICIAL}")
     parser.add_argument("--normalization", default=None, choices=NORMALIZATION_CHOICES,
                         help=f"mmseg: (x - mean) / std on 0..255; torchvision: x / 255 first (TCB); {OFFICIAL}")

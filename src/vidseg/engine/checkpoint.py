@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vidseg.errors import DataError
-from vidseg.fileio import atomic_path
+from vidseg.models.checkpoint import save_torch_atomic
 
 FORMAT = "vidseg-train-v1"
 
@@ -70,8 +70,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
         "rng": rng_states if rng_states is not None else [capture_rng_state()],
         "extra": extra or {},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch_atomic(path, payload)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

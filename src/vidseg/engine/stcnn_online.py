@@ -29,7 +29,7 @@ from vidseg.data.lucid_dream import DreamConfig
 from vidseg.data.stcnn_data import DreamClips
 from vidseg.engine.stcnn_stages import OnlineStage, StcnnStepHook, run_step
 from vidseg.errors import DataError
-from vidseg.fileio import atomic_path
+from vidseg.models.checkpoint import save_torch_atomic
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,8 @@ def finetune_online(model: nn.Module, image: np.ndarray, mask: np.ndarray, *, ob
                     on_step(step, loss)
             means.append(float(np.mean(losses)))
             if path is not None:
-                with atomic_path(path) as tmp:
-                    torch.save({"model": model.state_dict(), "optimizer": optimizers["seg"].state_dict(),
-                                "epoch": epoch + 1}, tmp)
+                state = {"model": model.state_dict(), "optimizer": optimizers["seg"].state_dict(), "epoch": epoch + 1}
+                save_torch_atomic(path, state)
     finally:
         for p, flag in zip(model.parameters(), requires, strict=True):
             p.requires_grad_(flag)

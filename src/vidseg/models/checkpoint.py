@@ -18,16 +18,18 @@ Example::
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from vidseg.errors import DataError
-from vidseg.fileio import atomic_path
+from vidseg.fileio import atomic_path, write_bytes_atomic
 
 StateDict = dict[str, torch.Tensor]
 Converter = Callable[[StateDict], StateDict]
@@ -202,6 +204,23 @@ def load_weights(model: nn.Module, path: str | os.PathLike, converter: Converter
     return report
 
 
+def torch_bytes(obj: Any) -> bytes:
+    """``torch.save`` output of ``obj`` as bytes.
+
+    Saving to memory fixes the archive's inner folder name (``archive/``; saving to a path stores the temporary
+    file's random name), so identical runs give byte-identical files, and the disk write is one plain write whose
+    out-of-space error is an ``OSError`` rather than a torch ``RuntimeError``.
+    """
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def save_torch_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically and reproducibly (:func:`torch_bytes`)."""
+    write_bytes_atomic(path, torch_bytes(obj))
+
+
 def save_weights(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Save weights atomically: ``.safetensors`` via safetensors, anything else via ``torch.save``."""
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else dict(model_or_state)
@@ -212,4 +231,4 @@ def save_weights(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: s
 
             save_file(state, str(tmp))
         else:
-            torch.save(state, tmp)
+            tmp.write_bytes(torch_bytes(state))
