@@ -248,3 +248,19 @@ def test_calibrate_frozen_bn_normalises_the_encoder() -> None:
     assert torch.allclose(z.mean(dim=(0, 2, 3)), bn1.bias, atol=1e-4)  # normalised, then the affine part
     after = model.seg_encoder(frame)[-1].std().item()
     assert before < 1e-4 and after > 1e-3 and after > 100 * before  # vanishing activations restored
+
+
+def test_calibrate_with_reinit_touches_only_the_spatial_branch() -> None:
+    from vidseg.engine.stcnn_stages import calibrate_frozen_bn
+
+    torch.manual_seed(0)
+    model = build_stcnn(frame_nums=DELTA, fpn_dim=16, ppm_dim=16, **TINY)
+    pred0 = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("pred_")}
+    conv0 = model.seg_encoder.conv1.weight.clone()
+    frames, _ = _clip(DELTA + 1)
+    calibrate_frozen_bn(model, temporal_stack(frames[:, :-1]), imagenet_frame(frames[:, -1]), reinit=True)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in pred0.items())  # weights and BN buffers
+    assert not torch.equal(model.seg_encoder.conv1.weight, conv0)
+    fan_in = conv0[0].numel()
+    assert abs(model.seg_encoder.conv1.weight.std().item() - (2.0 / fan_in) ** 0.5) < 0.2 * (2.0 / fan_in) ** 0.5

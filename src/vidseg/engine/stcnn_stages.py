@@ -257,8 +257,12 @@ class OnlineStage(StageModule):
         return online_loss(outputs, labels[:, -1])
 
 
+def _has_frozen_bn(module: nn.Module) -> bool:
+    return any(isinstance(m, FrozenStatsBatchNorm2d) for m in module.modules())
+
+
 @torch.no_grad()
-def calibrate_frozen_bn(model: nn.Module, *inputs: torch.Tensor) -> int:
+def calibrate_frozen_bn(model: nn.Module, *inputs: torch.Tensor, reinit: bool = False) -> int:
     """Set the statistics of every frozen-statistics BN to those of its input on one forward pass.
 
     The spatial branch's BNs never update their statistics (official ``freeze_bn``); the official model gets
@@ -270,6 +274,9 @@ def calibrate_frozen_bn(model: nn.Module, *inputs: torch.Tensor) -> int:
     Args:
         model: any module containing :class:`vidseg.models.vos.norm.FrozenStatsBatchNorm2d` layers.
         inputs: a representative batch for ``model(*inputs)``.
+        reinit: first re-initialise the convolutions of every child module that has frozen BNs (Kaiming
+            normal, fan-in): the official N(0, 0.01) initialisation, once normalised, makes SGD steps huge
+            relative to the weights and the logits explode within a few steps.
 
     Returns:
         the number of calibrated layers.
@@ -281,13 +288,21 @@ def calibrate_frozen_bn(model: nn.Module, *inputs: torch.Tensor) -> int:
         # floor: channels that are constant over the batch (e.g. after global pooling) must not be blown up
         module.running_var.copy_(x.var(dim=(0, 2, 3), unbiased=False).clamp(min=1e-2))
 
+    if reinit:
+        for child in model.children():
+            if _has_frozen_bn(child):
+                for conv in (m for m in child.modules() if isinstance(m, nn.Conv2d)):
+                    nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
     layers = [m for m in model.modules() if isinstance(m, FrozenStatsBatchNorm2d)]
     hooks = [m.register_forward_pre_hook(set_stats) for m in layers]
+    was_training = model.training
+    model.eval()  # the other BNs keep their buffers (STCNN's temporal BNs use batch statistics in eval)
     try:
         model(*inputs)
     finally:
         for h in hooks:
             h.remove()
+        model.train(was_training)
     return len(layers)
 
 
