@@ -297,3 +297,15 @@ def test_stsc_ce_terms_are_mmseg_and_stcl_is_separate() -> None:
     assert loss == pytest.approx(l1 + 0.4 * l2, rel=1e-12)
     np.testing.assert_allclose(out["logits"].grad.numpy(), g1, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(out["aux"].grad.numpy(), 0.4 * g2, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("value", [None, "official", "valid"])
+def test_recipe_loss_reduction_reaches_the_model(value: str | None) -> None:
+    from pathlib import Path
+
+    from vidseg.config import load_config
+    from vidseg.engine.build import build_model
+
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "segformer_b0_vspw.yaml"
+    cfg = load_config(recipe, overrides=["model.num_classes=3", f"loss.reduction={value or 'null'}"])
+    assert build_model(cfg).pixel_loss == PixelLoss(value or "official", "mmseg")
