@@ -9,17 +9,26 @@ gradients in closed form, so it shares no code with torch's interpolate / cross_
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from vidseg.config import load_config
+from vidseg.engine.build import build_model
 from vidseg.errors import ConfigError
+from vidseg.models.baselines import ImageSegmenter, baseline_loss, build_baseline
 from vidseg.models.losses import (
     PixelLoss,
     all_pixel_cross_entropy,
     seg_cross_entropy,
     upsampled_log_prob_nll,
 )
+from vidseg.models.segformer import build_segformer
+from vidseg.models.video.cffm import build_cffm
+from vidseg.models.video.stsc import build_stsc
+from vidseg.models.video.tcb import build_tcb
 
 IGNORE = 255
 
@@ -202,8 +211,6 @@ def _grad_of(outputs, model, labels: np.ndarray) -> tuple[float, dict]:
 
 @pytest.mark.parametrize("reduction", ["official", "valid"])
 def test_cffm_losses(reduction: str) -> None:
-    from vidseg.models.video.cffm import build_cffm
-
     model = build_cffm(variant="b0", num_classes=3, loss_reduction=reduction)
     b, t = 2, 4
     rng = np.random.default_rng(1)
@@ -221,8 +228,6 @@ def test_cffm_losses(reduction: str) -> None:
 
 @pytest.mark.parametrize("reduction", ["official", "valid"])
 def test_segformer_losses(reduction: str) -> None:
-    from vidseg.models.segformer import build_segformer
-
     model = build_segformer(variant="b0", num_classes=3, loss_reduction=reduction)
     z, labels = hand_made_batch()
     out = torch.tensor(z, requires_grad=True)
@@ -234,8 +239,6 @@ def test_segformer_losses(reduction: str) -> None:
 
 @pytest.mark.parametrize("reduction", ["official", "valid"])
 def test_tcb_losses_groups_of_two_clips(reduction: str) -> None:
-    from vidseg.models.video.tcb import build_tcb
-
     model = build_tcb(blend="ppm", encoder="mit_b0", channels=8, aux_channels=8, num_classes=3,
                       loss_reduction=reduction)
     b, t = 4, 4
@@ -259,8 +262,6 @@ def test_tcb_losses_groups_of_two_clips(reduction: str) -> None:
 
 def test_image_baselines_official_rules() -> None:
     """ResNet baselines follow the VSPW train.py (chunks of 4 images); Swin UperNet follows mmseg."""
-    from vidseg.models.baselines import ImageSegmenter, baseline_loss, build_baseline
-
     assert baseline_loss("resnet101") == PixelLoss("official", "vspw", 4)
     assert baseline_loss("swin_t") == PixelLoss("official", "mmseg")
     assert baseline_loss("resnet101", "valid").reduction == "valid"
@@ -280,8 +281,6 @@ def test_image_baselines_official_rules() -> None:
 
 
 def test_stsc_ce_terms_are_mmseg_and_stcl_is_separate() -> None:
-    from vidseg.models.video.stsc import build_stsc
-
     model = build_stsc(variant="t", num_classes=3, stcl_weight=0.0)
     assert model.pixel_loss == PixelLoss("official", "mmseg")
     b, t = 2, 2
@@ -301,11 +300,6 @@ def test_stsc_ce_terms_are_mmseg_and_stcl_is_separate() -> None:
 
 @pytest.mark.parametrize("value", [None, "official", "valid"])
 def test_recipe_loss_reduction_reaches_the_model(value: str | None) -> None:
-    from pathlib import Path
-
-    from vidseg.config import load_config
-    from vidseg.engine.build import build_model
-
     recipe = Path(__file__).resolve().parents[2] / "configs" / "segformer_b0_vspw.yaml"
     cfg = load_config(recipe, overrides=["model.num_classes=3", f"loss.reduction={value or 'null'}"])
     assert build_model(cfg).pixel_loss == PixelLoss(value or "official", "mmseg")
