@@ -91,6 +91,6 @@ def test_segment_errors(frame_dir, weights, tmp_path, capsys):
     code = main(["segment", str(frame_dir), "--model", "segformer_b0", "--weights", str(bad),
                  "--out", str(tmp_path / "o"), "--quiet"])
     assert code == 2
-    assert "unfilled" in capsys.readouterr().err
+    assert "missing 1 (decode_head.linear_pred.weight)" in capsys.readouterr().err
     assert main(["segment", str(frame_dir), "--model", "segformer_b0", "--img-scale", "big",
                  "--out", str(tmp_path / "o"), "--quiet"]) == 2

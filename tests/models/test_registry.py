@@ -53,12 +53,13 @@ def test_load_model_round_trip_and_errors(tmp_path):
     state = dict(model.state_dict())
     state["extra.weight"] = torch.zeros(1)
     save_weights(state, tmp_path / "extra.safetensors")
-    load_model("segformer_b0", tmp_path / "extra.safetensors", num_classes=3, embed_dim=32)  # extra keys allowed
-    with pytest.raises(DataError, match="do not match"):
-        load_model("segformer_b0", tmp_path / "extra.safetensors", num_classes=3, embed_dim=32, strict=True)
+    with pytest.warns(UserWarning, match="partial weights"):  # extra keys only when asked (--partial-weights)
+        load_model("segformer_b0", tmp_path / "extra.safetensors", num_classes=3, embed_dim=32, strict=False)
+    with pytest.raises(DataError, match="do not match model segformer_b0.*extra.weight"):  # strict by default
+        load_model("segformer_b0", tmp_path / "extra.safetensors", num_classes=3, embed_dim=32)
     del state["extra.weight"], state["decode_head.linear_pred.weight"]
     save_weights(state, tmp_path / "missing.safetensors")
-    with pytest.raises(DataError, match="unfilled"):
+    with pytest.raises(DataError, match="missing 1 .decode_head.linear_pred.weight"):
         load_model("segformer_b0", tmp_path / "missing.safetensors", num_classes=3, embed_dim=32)
 
 

@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="registered model name (see 'vidseg models')")
     parser.add_argument("--out", required=True, help="output .onnx file")
     parser.add_argument("--weights", default=None, help="local checkpoint to load first (official layouts converted)")
+    parser.add_argument("--partial-weights", action="store_true",
+                        help="load the tensors of --weights that match the model and warn about the rest (e.g. a "
+                             "backbone-only checkpoint); by default any missing or unexpected tensor is an error")
     parser.add_argument("--step", action="store_true",
                         help="export one streaming step of a video model: image + cached support features -> "
                              "logits + the frame's features")
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         size = parse_size(args.size, "--size", "480x853 (HxW)")
     else:
         size = variant_size(VSPW_FRAME, 1.0, settings.img_scale, settings.size_divisor)
-    model = load_model(args.model, args.weights, num_classes=args.num_classes, **settings.model_kwargs).eval()
+    model = load_model(args.model, args.weights, num_classes=args.num_classes, strict=not args.partial_weights,
+                       **settings.model_kwargs).eval()
     spec = export_onnx(model, args.out, step=args.step, image_size=size, opset=args.opset)
     scale = "x".join(map(str, settings.img_scale)) if settings.img_scale else "frame size"
     rows = [["file", args.out], ["size", f"{size[0]}x{size[1]}"], ["step", str(args.step)],

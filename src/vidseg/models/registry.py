@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,23 +203,27 @@ def build(name: str, num_classes: int = 124, **overrides: Any) -> nn.Module:
 
 
 def load_model(name: str, weights: str | os.PathLike | None = None, *, num_classes: int = 124,
-               strict: bool = False, **overrides: Any) -> nn.Module:
+               strict: bool = True, **overrides: Any) -> nn.Module:
     """Build a registered model and load local weights: our layout, or its family's official layout.
 
-    The entry's converter is applied when the checkpoint's keys are not the model's own.
+    The entry's converter is applied when the checkpoint's keys are not the model's own. By default every model
+    tensor must be filled and every checkpoint tensor used: weights of another model never load silently.
 
     Args:
         name: a registered name.
         weights: local checkpoint (.pth / .safetensors / Hugging Face folder), or None for random weights.
         num_classes: classes of the model.
-        strict: also reject checkpoint keys the model does not have.
+        strict: reject missing and unexpected keys (the default). ``strict=False`` is partial loading (e.g. a
+            backbone-only checkpoint; the CLI's ``--partial-weights``): what matches is loaded, the rest is
+            reported in a warning; at least one tensor must match.
         **overrides: builder keyword arguments (override the entry's).
 
     Returns:
         the model, on CPU, in training mode.
 
     Raises:
-        DataError: unreadable weights, weights that leave model parameters unfilled, or (``strict``) extra keys.
+        DataError: unreadable weights, or keys that do not match the model (the message names the file, the
+            model and the first keys).
     """
     entry = get_entry(name)
     model = build(name, num_classes=num_classes, **overrides)
@@ -228,10 +233,13 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *, num_class
     if entry.converter is not None and not set(model.state_dict()) <= set(state):
         state = resolve(entry.converter)(state)
     report = load_state_dict(model, state, source=weights)
-    if report.missing:
-        raise DataError(weights, f"checkpoint leaves model weights unfilled: {report.summary()}")
-    if strict and report.unexpected:
-        raise DataError(weights, f"keys do not match the model: {report.summary()}")
+    if strict and (report.missing or report.unexpected):
+        raise DataError(weights, f"weights do not match model {name}: {report.summary()} (weights of another "
+                                 "model? --partial-weights loads what matches, e.g. a backbone-only checkpoint)")
+    if report.loaded == 0:
+        raise DataError(weights, f"no tensor of the checkpoint matches model {name}: {report.summary()}")
+    if report.missing or report.unexpected:
+        warnings.warn(f"{weights}: partial weights for {name}: {report.summary()}", stacklevel=2)
     return model
 
 
@@ -241,5 +249,13 @@ def official_settings(name: str) -> Any:
 
 
 def make_predictor(name: str, model: nn.Module, **options: Any) -> Any:
-    """The streaming predictor of a registered model: the entry's ``predictor`` class with ``options``."""
-    return resolve(get_entry(name).predictor)(model, **options)
+    """The streaming predictor of a registered model: the entry's ``predictor`` class with ``options``.
+
+    Raises:
+        ConfigError: ``name`` is a backbone (it has no segmentation head to predict with).
+    """
+    entry = get_entry(name)
+    if entry.task == "backbone":
+        raise ConfigError(f"model {name!r} is a backbone (no segmentation head); choose a semantic, panoptic or "
+                          "object model from 'vidseg models'")
+    return resolve(entry.predictor)(model, **options)
