@@ -115,6 +115,7 @@ def stream_peak_memory(length: int, h: int, w: int) -> dict:
     from vidseg.inference.panoptic import PanopticVideoPredictor
     from vidseg.models.panoptic.clip_panofcn import build_tiny_clip_panofcn
 
+    torch.set_num_threads(1)  # on a shared machine idle threads spin; the figure of interest is memory
     torch.manual_seed(0)
     model = build_tiny_clip_panofcn()
     with torch.no_grad():  # random weights that let things survive the thresholds, so the tracker works
