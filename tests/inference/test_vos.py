@@ -116,11 +116,11 @@ def official_loop(model, frames, gt, delta=4):
 
 def test_single_object_matches_official_loop():
     model = _tiny_model()
-    frames, mask = _video(7)
+    frames, mask = _video(6)
     mask[mask == 3] = 0
     reference = official_loop(model, frames, mask)
     results = list(StcnnVosPredictor(model).stream(frames, mask))
-    assert [r.index for r in results] == list(range(7))
+    assert [r.index for r in results] == list(range(6))
     for r, ref in zip(results, reference):
         np.testing.assert_allclose(r.probs[0], ref, atol=1e-5)
         assert np.array_equal(r.mask, np.where(ref > 0.4, 1, 0).astype(np.uint8)) or \
@@ -130,7 +130,7 @@ def test_single_object_matches_official_loop():
 
 def test_multi_object_one_pass_per_object_and_merge():
     model = _tiny_model()
-    frames, mask = _video(6)
+    frames, mask = _video(5)
     shared = list(StcnnVosPredictor(model).stream(frames, mask))
     per_object = list(StcnnVosPredictor({1: model, 3: copy.deepcopy(model)}).stream(frames, mask))
     refs = {obj: official_loop(model, frames, (mask == obj).astype(np.uint8)) for obj in (1, 3)}

@@ -32,5 +32,5 @@ def test_load_official_torch04_checkpoint_and_refuse_other_weights(tmp_path):
     with pytest.raises(DataError, match=r"STCNN_frame_3_epoch-9.pth: shape mismatch .*pred_encoder.conv1.weight"):
         load_model("stcnn_small", tmp_path / "STCNN_frame_3_epoch-9.pth")  # delta 4 model, delta 3 weights
     torch.save(build("segformer_b0", num_classes=2, embed_dim=32).state_dict(), tmp_path / "segformer.pth")
-    with pytest.raises(DataError, match="segformer.pth: checkpoint leaves model weights unfilled"):
+    with pytest.raises(DataError, match=r"segformer.pth: .*(unfilled|do not match)"):
         load_model("stcnn_small", tmp_path / "segformer.pth")
