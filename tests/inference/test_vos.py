@@ -173,3 +173,34 @@ def test_bad_inputs_are_one_line_errors():
         list(predictor.stream(frames, np.zeros_like(mask)))
     with pytest.raises(DataError, match="object id 3 has no model"):
         list(StcnnVosPredictor({1: model}).stream(frames, mask))
+
+
+def test_read_first_mask_formats(tmp_path):
+    from PIL import Image
+
+    from vidseg.categories import davis_palette
+    from vidseg.data.davis import write_davis_mask
+    from vidseg.inference.vos import read_first_mask
+
+    ids = np.zeros((6, 8), np.uint8)
+    ids[1:3, 1:3], ids[4:, 5:] = 1, 3
+    ids[0, 7] = 255  # void is read but never an object
+    write_davis_mask(tmp_path / "p.png", ids)
+    assert np.array_equal(read_first_mask(tmp_path / "p.png"), ids)
+    Image.fromarray(davis_palette()[ids]).save(tmp_path / "rgb.png")
+    assert np.array_equal(read_first_mask(tmp_path / "rgb.png"), ids)
+    Image.fromarray(((ids == 1) * 255).astype(np.uint8)).save(tmp_path / "l.png")
+    assert np.array_equal(read_first_mask(tmp_path / "l.png"), (ids == 1).astype(np.uint8))
+    odd = davis_palette()[ids].copy()
+    odd[0, 0] = (1, 2, 3)
+    Image.fromarray(odd).save(tmp_path / "odd.png")
+    with pytest.raises(DataError, match=r"odd.png: colour \(1, 2, 3\) is not a DAVIS palette colour"):
+        read_first_mask(tmp_path / "odd.png")
+    Image.fromarray(ids * 40).save(tmp_path / "grey.png")
+    with pytest.raises(DataError, match="grey.png: greyscale mask has values"):
+        read_first_mask(tmp_path / "grey.png")
+    model = _tiny_model()
+    frames, _ = _video(4, 6, 8)
+    only_void = np.full((6, 8), 255, np.uint8)
+    with pytest.raises(DataError, match="no object"):
+        list(StcnnVosPredictor(model).stream(frames, only_void))

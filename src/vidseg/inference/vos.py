@@ -23,6 +23,7 @@ issue asks for an error), as is a first-frame mask of another size than the fram
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,11 +32,56 @@ import cv2
 import numpy as np
 import torch
 
+from vidseg.categories import davis_palette
 from vidseg.errors import DataError
+from vidseg.fileio import read_image
 from vidseg.models.vos.stcnn import STCNN
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VOID = 255  # DAVIS "void" label: never an object
+
+
+def read_first_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a first-frame mask as object ids uint8 [H, W] (0 background, 255 void).
+
+    Accepted: an indexed PNG (the DAVIS format; the indices are the ids), a greyscale mask with values
+    {0, 255} or {0, 1} (one object, id 1), or an RGB image whose colours are DAVIS palette colours.
+
+    Raises:
+        DataError: unreadable file, a greyscale mask with other values, or RGB colours outside the palette.
+    """
+    from PIL import Image
+
+    arr = read_image(path)
+    with Image.open(path) as img:
+        mode = img.mode
+    if mode == "P":
+        return arr.astype(np.uint8)
+    if mode in ("L", "1"):
+        values = set(np.unique(arr).tolist())
+        if not values <= {0, 1, 255}:
+            raise DataError(path, f"greyscale mask has values {sorted(values)[:6]}; expected 0/255 for one object "
+                                  "or an indexed (palette) PNG with one id per object")
+        return (arr != 0).astype(np.uint8)
+    return _ids_from_colours(np.asarray(arr)[..., :3], path)
+
+
+def _ids_from_colours(rgb: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    palette = davis_palette().astype(np.int64)
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    pal_codes = (palette[:, 0] << 16) | (palette[:, 1] << 8) | palette[:, 2]
+    lut = {int(c): i for i, c in reversed(list(enumerate(pal_codes)))}  # first index of a repeated colour
+    unique = np.unique(codes)
+    unknown = [int(c) for c in unique if int(c) not in lut]
+    if unknown:
+        c = unknown[0]
+        raise DataError(path, f"colour ({c >> 16}, {(c >> 8) & 255}, {c & 255}) is not a DAVIS palette colour "
+                              f"({len(unknown)} such colours); save an indexed PNG with one id per object")
+    ids = np.zeros(codes.shape, np.uint8)
+    for c in unique:
+        ids[codes == c] = lut[int(c)]
+    return ids
 
 
 def stack_indices(t: int, delta: int) -> list[int]:
@@ -168,7 +214,7 @@ class StcnnVosPredictor:
         if first_mask.shape != first_frame.shape[:2]:
             raise DataError(source, f"first-frame mask is {first_mask.shape[0]}x{first_mask.shape[1]} but the "
                                     f"frames are {first_frame.shape[0]}x{first_frame.shape[1]}")
-        ids = [int(i) for i in np.unique(first_mask) if i != 0]
+        ids = [int(i) for i in np.unique(first_mask) if i not in (0, VOID)]
         if not ids:
             raise DataError(source, "first-frame mask has no object (all pixels are background)")
         return ids
