@@ -156,12 +156,14 @@ class VosFrame:
         mask: uint8 [H, W] object ids (0 = background).
         probs: float32 [K, H, W] gated probabilities of the objects, in ``ids`` order.
         ids: the object ids.
+        image: the frame itself, uint8 [H, W, 3] (a reference, for overlays).
     """
 
     index: int
     mask: np.ndarray
     probs: np.ndarray
     ids: list[int]
+    image: np.ndarray
 
 
 class StcnnVosPredictor:
@@ -260,7 +262,7 @@ class StcnnVosPredictor:
             mask = first_mask.astype(np.uint8) if t == 0 and self.keep_first_mask else \
                 merge_objects(probs, ids, self.threshold)
             history.append(frame)
-            yield VosFrame(index=t, mask=mask, probs=probs, ids=ids)
+            yield VosFrame(index=t, mask=mask, probs=probs, ids=ids, image=frame)
 
     def _frame_probs(self, window: list[np.ndarray], frame: np.ndarray, ids: list[int],
                      prev_masks: dict[int, np.ndarray]) -> np.ndarray:
