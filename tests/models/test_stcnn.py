@@ -73,6 +73,8 @@ def test_unsupported_delta_and_bad_inputs():
     model = build_stcnn(**TINY)
     with pytest.raises(ValueError, match="stack"):
         model(torch.zeros(1, 9, 64, 96), torch.zeros(1, 3, 64, 96))
+    with pytest.raises(ValueError, match="too small"):
+        model.eval()(torch.zeros(1, 12, 32, 30), torch.zeros(1, 3, 32, 30))
     with pytest.raises(ValueError, match="bn_mode"):
         model.set_bn_mode("train")
 

@@ -118,6 +118,10 @@ class STCNN(nn.Module):
         if stack.shape[0] != frame.shape[0] or stack.shape[2:] != frame.shape[2:]:
             raise ValueError(f"STCNN: stack {tuple(stack.shape)} and frame {tuple(frame.shape)} differ in "
                              "batch or size")
+        coarse = stack.shape[0] * -(-stack.shape[2] // 32) * -(-stack.shape[3] // 32)
+        if coarse < 2 and (self.training or self.bn_mode == "official"):
+            raise ValueError(f"STCNN: input {tuple(stack.shape[2:])} is too small for batch statistics at 1/32 "
+                             "resolution (the temporal BNs need more than one value); use frames over 32 px")
 
 
 def freeze_pred_branch(model: STCNN) -> list[nn.Parameter]:
