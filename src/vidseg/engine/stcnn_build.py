@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from vidseg.config import TrainConfig
+from vidseg.config import TrainConfig, reapply_explicit_overrides
 from vidseg.data.davis import DAVISDataset, scan_davis
 from vidseg.data.stcnn_data import (
     DreamClips,
@@ -77,7 +77,7 @@ def is_stcnn(cfg: TrainConfig) -> bool:
 
 
 def apply_stcnn_smoke(cfg: TrainConfig) -> TrainConfig:
-    """A copy shrunk for a CPU check: tiny networks, small discriminator, 48x64 inputs, 2 steps of batch 2,
+    """A copy shrunk for a CPU check: tiny networks, small discriminator, 48x64 inputs, 2 steps of 2 clips per process,
     generated DAVIS data (and image/mask pairs cut from it) when no root is set."""
     cfg = copy.deepcopy(cfg)
     cfg.model.kwargs = {**cfg.model.kwargs, **TINY_KWARGS}
@@ -89,7 +89,7 @@ def apply_stcnn_smoke(cfg: TrainConfig) -> TrainConfig:
     s.input_size = (48, 64)
     s.dream_pairs = 4
     cfg.data.crop_size = 48
-    cfg.data.batch_size = 2
+    cfg.data.batch_size = 2 * int(os.environ.get("WORLD_SIZE", "1"))  # 2 per process (BN in D needs 2)
     cfg.data.num_workers = 0
     if cfg.data.root is None:
         cfg.data.dataset = "synthetic"
@@ -102,7 +102,7 @@ def apply_stcnn_smoke(cfg: TrainConfig) -> TrainConfig:
     cfg.eval_every = -1
     cfg.log_every = 1
     cfg.device = "cpu" if cfg.device == "auto" else cfg.device
-    return cfg
+    return reapply_explicit_overrides(cfg)  # explicit --set values win over the smoke sizes
 
 
 # ----------------------------------------------------------------------------------------------------------
