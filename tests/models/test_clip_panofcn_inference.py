@@ -178,7 +178,7 @@ def _merge_case(merge):
         _rect(t, h, w, (0, 1), 0, 8, 0, 4),   # A class 0 left half
         _rect(t, h, w, (0, 1), 0, 8, 3, 6),   # B class 0, 1/3 over A
         _rect(t, h, w, (0, 1), 0, 4, 0, 2),   # C class 1 inside A in both frames -> skipped
-        _rect(t, h, w, (0, 1), 0, 2, 0, 3) + _rect(t, h, w, (1,), 0, 2, 6, 8) * 0,  # D: inside A (frame 0 & 1)
+        _rect(t, h, w, (0, 1), 0, 2, 0, 3),   # D class 1: inside A in both frames -> skipped
         _rect(t, h, w, (0,), 4, 6, 0, 3) + _rect(t, h, w, (1,), 5, 8, 6, 8),  # E class 2: covered f0, free f1
         _rect(t, h, w, (0, 1), 0, 8, 0, 8),   # F score 0.1 < 0.2: ignored
     ]

@@ -284,30 +284,31 @@ def merge_panoptic(things: _Things | None, stuff: torch.Tensor, image_size: tupl
             else:
                 seg[mask & (seg == 0) & visible.view(-1, 1, 1)] = sid
             segments.append((settings.thing_categories[int(things.classes[j])], sid, things.kernels[j]))
+    # stuff regions are disjoint, so the official channel-by-channel painting equals one lookup of the free pixels
+    free = seg == 0
+    areas = torch.bincount(stuff[free], minlength=int(stuff.max()) + 1)
+    lut = torch.zeros(areas.numel(), dtype=seg.dtype, device=seg.device)
     for channel in torch.unique(stuff).tolist():
-        if channel == 0:
+        if channel == 0 or int(areas[channel]) < settings.stuff_area_limit:
             continue
-        mask = (stuff == channel) & (seg == 0)
-        if int(mask.sum()) < settings.stuff_area_limit:
-            continue
-        sid = len(segments) + 1
-        seg[mask] = sid
-        segments.append((settings.stuff_categories[channel - 1], sid, None))
-    return _label_segments(seg, segments)
+        lut[channel] = len(segments) + 1
+        segments.append((settings.stuff_categories[channel - 1], len(segments) + 1, None))
+    return _label_segments(torch.where(free, lut[stuff], seg), segments)
 
 
 def _label_segments(seg: torch.Tensor, segments: list[tuple[int, int, torch.Tensor | None]]) -> ClipPanoptic:
-    category = torch.full(seg.shape, -1, dtype=torch.long, device=seg.device)
-    instance = torch.full_like(category, -1)
+    """Segment ids (1..n in ``segments`` order) -> category and per-category instance index maps."""
+    category_lut = torch.full((len(segments) + 1,), -1, dtype=torch.long, device=seg.device)
+    instance_lut = torch.full_like(category_lut, -1)
     embeddings: dict[int, list[torch.Tensor]] = {}
     for cat, sid, kernel in segments:
-        where = seg == sid
-        category[where] = cat
+        category_lut[sid] = cat
         if kernel is not None:
             bank = embeddings.setdefault(cat, [])
-            instance[where] = len(bank)
+            instance_lut[sid] = len(bank)
             bank.append(F.normalize(kernel, p=2, dim=0))
-    return ClipPanoptic(category, instance, embeddings)
+    index = seg.long()
+    return ClipPanoptic(category_lut[index], instance_lut[index], embeddings)
 
 
 @torch.no_grad()
