@@ -22,6 +22,8 @@ from PIL import Image
 
 from vidseg.cli.main import main
 from vidseg.data.synth import generate
+from vidseg.fileio import write_mask_png
+from vidseg.metrics.vipseg_eval import write_vipseg_folders
 
 SIZE = (32, 48)
 FAST = ["--img-scale", "none", "--size-divisor", "1", "--quiet"]  # segment frames as they are
@@ -46,8 +48,15 @@ def d(tmp_path_factory) -> SimpleNamespace:
     a_file.write_text("not a folder\n")
     a_dir = root / "a_dir"
     a_dir.mkdir()
+    pred = root / "vspw_pred"  # a perfect VSPW prediction: the GT masks as class ids
+    for mask in sorted(vspw.glob("data/1001_synth_0001/mask/*.png")):  # the val video
+        labels = np.asarray(Image.open(mask)).astype(np.int64) - 1  # raw VSPW k+1 is class k
+        write_mask_png(pred / mask.parts[-3] / mask.name, np.clip(labels, 0, 123).astype(np.uint8))
+    ids = np.zeros((8, 8), np.int64)
+    ids[:4], ids[4:, :4] = 5, 7
+    vip = write_vipseg_folders(root / "vip_eval", {"v1": [ids, ids]}, {"v1": [ids, ids]}, {5: 3, 7: 60}, {5: 3, 7: 60})
     return SimpleNamespace(root=root, vspw=vspw, vipseg=vipseg, seg_w=seg_w, cffm_w=cffm_w, video=video,
-                           a_file=a_file, a_dir=a_dir)
+                           a_file=a_file, a_dir=a_dir, pred=pred, vip=vip)
 
 
 def run_cli(argv: list, capsys) -> tuple[int, str, str]:
@@ -70,6 +79,63 @@ def fresh(d: SimpleNamespace, name: str) -> Path:
 
 def _segment(d, *extra):
     return ["segment", d.video, "--model", "segformer_b0", *FAST, *extra]
+
+
+def _vspw_copy(d, name: str, change) -> list:
+    """``eval vspw`` on a copy of the tiny VSPW root and prediction changed by ``change(root, pred)``."""
+    case = fresh(d, name)
+    root, pred = case / "root", case / "pred"
+    shutil.copytree(d.vspw, root)
+    shutil.copytree(d.pred, pred)
+    extra = change(root, pred) or []
+    return ["eval", "vspw", "--root", root, "--pred", pred, "--no-progress", *extra]
+
+
+def _vip_copy(d, name: str, change_gt=None, change_pred=None, *extra) -> list:
+    """``eval vipseg`` on a copy of the tiny VIPSeg GT and submission with their JSON changed."""
+    case = fresh(d, name)
+    shutil.copytree(d.vip["gt_dir"], case / "gt")
+    shutil.copytree(d.vip["submit_dir"], case / "submit")
+    gt = json.loads(Path(d.vip["gt_json"]).read_text())
+    pred = json.loads((case / "submit" / "pred.json").read_text())
+    if change_gt:
+        change_gt(gt)
+    if change_pred:
+        change_pred(pred)
+    (case / "gt.json").write_text(json.dumps(gt))
+    (case / "submit" / "pred.json").write_text(json.dumps(pred))
+    return ["eval", "vipseg", "--gt-json", case / "gt.json", "--gt-dir", case / "gt", "--pred", case / "submit",
+            "--no-progress", *extra]
+
+
+def _first_segment(data: dict) -> dict:
+    return data["annotations"][0]["annotations"][0]["segments_info"][0]
+
+
+def _write_lines(path: Path, text: str, bom: bool = False) -> None:
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+
+
+def _set_pixel(path: Path, value: int) -> None:
+    arr = np.asarray(Image.open(path)).copy()
+    arr[0, 0] = value
+    Image.fromarray(arr).save(path)
+
+
+def _resize_frame(root: Path, pred: Path) -> None:
+    for path in (root / "data" / "1001_synth_0001" / "mask" / "00000002.png",
+                 pred / "1001_synth_0001" / "00000002.png"):
+        Image.open(path).resize((24, 16), Image.NEAREST).save(path)
+
+
+def _drop(keys):
+    def change(data):
+        for key in keys:
+            data["videos"][0].pop(key, None) if key == "video_id" else data["videos"][0]["images"][0].pop(key)
+    return change
+
+
+TRAIN_CFG = Path(__file__).parents[1] / "configs" / "segformer_b0_vspw.yaml"
 
 
 # case id -> (argv builder, expected fragment of the one-line error)
@@ -96,6 +162,61 @@ CASES = {
                                                       "--json", d.a_dir), "is a folder; expected a file path"),
     "segment --out inside a file": (lambda d: _segment(d, "--weights", d.seg_w, "--out", d.a_file),
                                     "a_file.txt/origin: Not a directory"),
+    "eval --json is a folder": (lambda d: ["eval", "vspw", "--root", d.vspw, "--pred", d.pred, "--no-progress",
+                                           "--json", d.a_dir], "is a folder; expected a file path"),
+    # VSPW evaluation: split files, missing frames, GT values, sizes
+    "vspw video twice in val.txt": (
+        lambda d: _vspw_copy(d, "twice", lambda r, p: _write_lines(r / "val.txt", "1001_synth_0001\n1001_synth_0001\n")),
+        "video 1001_synth_0001 is listed twice (lines 1 and 2)"),
+    "vspw empty split": (lambda d: _vspw_copy(d, "empty", lambda r, p: _write_lines(r / "val.txt", "\n")),
+                         "lists no videos"),
+    "vspw missing split file": (lambda d: [*_vspw_copy(d, "nosplit", lambda r, p: None), "--split", "valid"],
+                                "valid.txt: split file not found"),
+    "vspw tc across a missing frame": (
+        lambda d: _vspw_copy(d, "gap", lambda r, p: (
+            (r / "data" / "1001_synth_0001" / "origin" / "00000002.jpg").unlink() or ["--metrics", "tc"])),
+        "frame 00000002.jpg is missing but its mask exists"),
+    "vspw strict GT value 200 names the mask": (
+        lambda d: _vspw_copy(d, "gt200", lambda r, p: _set_pixel(
+            r / "data" / "1001_synth_0001" / "mask" / "00000001.png", 200) or ["--protocol", "strict"]),
+        "1001_synth_0001/mask/00000001.png: ground truth value 200"),
+    "vspw frame size change names the file": (
+        lambda d: _vspw_copy(d, "resize", _resize_frame),
+        "1001_synth_0001/mask/00000002.png: frame size (24, 16) differs"),
+    # VIPSeg evaluation: JSON contents
+    "vipseg non-integer category_id": (
+        lambda d: _vip_copy(d, "cat157", None, lambda p: _first_segment(p).update(category_id=15.7)),
+        "category_id must be an integer, got 15.7"),
+    "vipseg non-integer segment id": (
+        lambda d: _vip_copy(d, "id5x", None, lambda p: _first_segment(p).update(id="5")),
+        "id must be an integer, got '5'"),
+    "vipseg unknown category": (
+        lambda d: _vip_copy(d, "cat999", None, lambda p: _first_segment(p).update(category_id=999)),
+        "999"),
+    "vipseg video twice in pred.json": (
+        lambda d: _vip_copy(d, "twice", None, lambda p: p["annotations"].append(p["annotations"][0])),
+        "pred.json: video v1 is listed twice"),
+    "vipseg GT without video_id": (lambda d: _vip_copy(d, "novid", _drop(["video_id"])),
+                                   "'videos' entry 0 has no video_id"),
+    "vipseg GT without file_name": (lambda d: _vip_copy(d, "nofile", _drop(["file_name"])),
+                                    "video v1: an 'images' entry has no file_name"),
+    "vipseg GT segment missing from the JSON": (
+        lambda d: _vip_copy(d, "gtseg", lambda g: g["annotations"][0]["annotations"][0]["segments_info"].pop()),
+        "are in the PNG but not in the GT JSON"),
+    # training configuration
+    "train data.batch_size=0": (lambda d: ["train", TRAIN_CFG, "--set", "data.batch_size=0"],
+                                "data.batch_size: must be >= 1, got 0"),
+    "train device=cuda without CUDA": (
+        lambda d: ["train", TRAIN_CFG, "--set", "smoke=true", "--set", "device=cuda:0", "--out", fresh(d, "cuda")]
+        if not torch.cuda.is_available() else pytest.skip("CUDA present"), "CUDA is not available"),
+    "train --out is a file": (lambda d: ["train", TRAIN_CFG, "--set", "smoke=true", "--out", d.a_file],
+                              "a_file.txt"),
+    # conversion outputs
+    "convert --out is a file": (lambda d: ["convert", "vspw-480p", "--src", d.vspw, "--out", d.a_file, "--quiet"],
+                                "is a file; expected an output folder"),
+    "convert into an unrelated folder": (
+        lambda d: ["convert", "vspw-480p", "--src", d.vspw, "--out", d.root, "--quiet"],
+        "is not empty and not an earlier run of this conversion"),
 }
 
 
@@ -230,5 +351,8 @@ def test_stale_temporaries_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([new.name, keep.name])
 
 
-def _unused(*_):  # keep numpy/Image imports for the data cases below
-    return np.zeros(1), Image
+def test_split_file_bom_is_stripped(d, capsys):
+    argv = _vspw_copy(d, "bom", lambda r, p: _write_lines(r / "val.txt", "1001_synth_0001\n", bom=True))
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert "mIoU       100.00" in out

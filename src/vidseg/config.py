@@ -380,7 +380,17 @@ def _unknown_key(key: str, known: Sequence[str], where: str) -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{section}{hint}; known keys: {', '.join(known)}")
 
 
+# counts and sizes that must be at least this (checked on load and on --set, naming the key)
+_MINIMUM: dict[str, int] = {
+    "data.batch_size": 1, "data.crop_size": 1, "data.num_workers": 0, "grad_accum": 1, "schedule.max_iters": 1,
+    "data.synthetic_videos": 1, "data.synthetic_frames": 1, "keep_checkpoints": 0,
+}
+
+
 def _check_choice(path: str, value: Any) -> None:
+    minimum = _MINIMUM.get(path)
+    if minimum is not None and isinstance(value, int) and value < minimum:
+        raise ConfigError(f"{path}: must be >= {minimum}, got {value}")
     choices = _CHOICES.get(path)
     if choices and value is not None and value not in choices:
         close = difflib.get_close_matches(str(value), choices, n=1)
@@ -476,6 +486,22 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
         cfg = TrainConfig()
     for item in overrides:
         cfg = apply_override(cfg, item)
+    cfg.__dict__[_EXPLICIT] = tuple(overrides)  # not a field: never dumped, survives copy.deepcopy
+    return cfg
+
+
+_EXPLICIT = "_explicit_overrides"
+
+
+def reapply_explicit_overrides(cfg: TrainConfig) -> TrainConfig:
+    """Apply again the ``key=value`` overrides ``cfg`` was loaded with (except ``smoke``).
+
+    Derived settings (``smoke: true`` shrinking a recipe) call this last, so values the user set explicitly on
+    the same command line win over them.
+    """
+    for item in cfg.__dict__.get(_EXPLICIT, ()):
+        if item.split("=", 1)[0].strip() != "smoke":
+            cfg = apply_override(cfg, item)
     return cfg
 
 

@@ -60,6 +60,33 @@ def remove_stale_temporaries(folder: str | os.PathLike, max_age: float = STALE_S
     return removed
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_orphaned_staging(parent: str | os.PathLike, prefix: str) -> list[Path]:
+    """Delete staging folders ``<parent>/<prefix><pid>`` whose process no longer runs (a killed earlier run).
+
+    Writers that build a result in a hidden folder named after their process id (e.g. ``.VSPW.synth-1234``) call
+    this before starting, so a killed run's tens of megabytes do not stay forever. Returns the removed paths.
+    """
+    import shutil
+
+    removed = []
+    for folder in Path(parent).glob(f"{prefix}*"):
+        pid = folder.name[len(prefix):]
+        if folder.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error remove it.

@@ -84,14 +84,30 @@ def list_dirs(folder: Path) -> list[str]:
 
 
 def read_split_file(path: Path) -> list[str]:
-    """Video names listed one per line in a split file (blank lines ignored)."""
+    """Video names listed one per line in a split file (blank lines ignored; a UTF-8 BOM is stripped).
+
+    The one reader of split files (datasets, ``info --check`` and the evaluators).
+
+    Raises:
+        DataError: missing or unreadable file, or a video listed twice (both line numbers named).
+    """
     if not path.is_file():
         raise DataError(path, "split file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Windows editors prepend a BOM to the first name
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"unreadable split file ({exc})") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    names: list[str] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if name in first_line:
+            raise DataError(path, f"video {name} is listed twice (lines {first_line[name]} and {number})")
+        first_line[name] = number
+        names.append(name)
+    return names
 
 
 def split_videos(split_path: Path, available: Iterable[str]) -> tuple[list[str], list[DataError]]:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidseg.config import TrainConfig
+from vidseg.config import TrainConfig, reapply_explicit_overrides
 from vidseg.data import transforms as T
 from vidseg.data.dataset import ClipDataset
 from vidseg.data.sampling import (
@@ -70,7 +70,8 @@ _BUILT_IN_WEIGHTS = {
 def apply_smoke(cfg: TrainConfig) -> TrainConfig:
     """A copy of ``cfg`` shrunk for a CPU check: tiny crop, 2 steps, batch 2, synthetic data if no root.
 
-    Architecture and optimizer settings are kept (the point is to run the real recipe's code path).
+    Architecture and optimizer settings are kept (the point is to run the real recipe's code path). Values set
+    explicitly by ``--set`` on the same command line are applied again last: they win.
     """
     cfg = copy.deepcopy(cfg)
     cfg.data.crop_size = 65 if get_entry(cfg.model.name).family == "tcb" else 64
@@ -90,7 +91,7 @@ def apply_smoke(cfg: TrainConfig) -> TrainConfig:
     cfg.keep_checkpoints = 0
     cfg.log_every = 1
     cfg.device = "cpu" if cfg.device == "auto" else cfg.device
-    return cfg
+    return reapply_explicit_overrides(cfg)  # explicit --set values win over the smoke sizes
 
 
 def is_panoptic(cfg: TrainConfig) -> bool:

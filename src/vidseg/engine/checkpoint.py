@@ -94,9 +94,39 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     """``folder/last.pt`` if present, else the newest ``iter_*.pt``, else None."""
+    found = checkpoint_candidates(folder)
+    return found[0] if found else None
+
+
+def checkpoint_candidates(folder: str | os.PathLike) -> list[Path]:
+    """The checkpoints of a run folder, the one to resume from first: ``last.pt``, then ``iter_*.pt`` newest first."""
     folder = Path(folder)
+    iters = sorted(folder.glob("iter_*.pt"), key=_iteration_of, reverse=True)
     last = folder / "last.pt"
-    if last.is_file():
-        return last
-    found = sorted(folder.glob("iter_*.pt"), key=lambda q: int(q.stem.split("_")[1]))
-    return found[-1] if found else None
+    return ([last] if last.is_file() else []) + [p for p in iters if p.is_file()]
+
+
+def _iteration_of(path: Path) -> int:
+    tail = path.stem.split("_", 1)[1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def load_latest_checkpoint(folder: str | os.PathLike) -> tuple[Path, dict[str, Any], list[str]]:
+    """Load the newest checkpoint of ``folder`` that reads; a truncated or corrupt one falls back to the next.
+
+    Returns:
+        (path, payload, skipped): ``skipped`` has one line per checkpoint passed over, saying why.
+
+    Raises:
+        DataError: no checkpoint in ``folder``, or none of them loads (every reason listed).
+    """
+    skipped: list[str] = []
+    candidates = checkpoint_candidates(folder)
+    if not candidates:
+        raise DataError(folder, "--resume: no checkpoint (last.pt or iter_*.pt) in this run folder")
+    for path in candidates:
+        try:
+            return path, load_checkpoint(path), skipped
+        except DataError as exc:
+            skipped.append(f"skipped {path.name}: {exc.problem}")
+    raise DataError(folder, "--resume: no checkpoint loads (" + "; ".join(skipped) + ")")

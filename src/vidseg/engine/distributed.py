@@ -46,10 +46,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; other names as given."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name == "cuda":
-        return torch.device(f"cuda:{local_rank}")
     try:
-        device = torch.device(name)
+        device = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
     except RuntimeError:
         raise ConfigError(f"device: {name!r} is not a torch device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():

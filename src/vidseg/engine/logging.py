@@ -62,6 +62,32 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+def truncate_metrics(path: str | os.PathLike, step: int) -> int:
+    """Drop the records of ``metrics.jsonl`` after ``step`` (a resumed run logs those steps again).
+
+    A torn last line (a killed write) is dropped too. Returns the number of records removed.
+    """
+    from vidseg.fileio import write_text_atomic
+
+    p = Path(path)
+    if not p.is_file():
+        return 0
+    kept, removed = [], 0
+    for line in p.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            removed += bool(line.strip())
+            continue
+        if isinstance(record, dict) and int(record.get("iter", 0)) <= step:
+            kept.append(line)
+        else:
+            removed += 1
+    if removed:
+        write_text_atomic(p, "".join(f"{line}\n" for line in kept))
+    return removed
+
+
 def progress_bar(total: int, initial: int, enabled: bool, desc: str = "train") -> Any:
     """A tqdm bar over iterations (shows it/s and ETA; loss and lr go in the postfix)."""
     from tqdm.auto import tqdm

@@ -23,6 +23,7 @@ import contextlib
 import math
 import os
 import random
+import shutil
 import signal
 import time
 import warnings
@@ -45,11 +46,13 @@ from vidseg.engine.distributed import (
     gather_objects,
     init_distributed,
 )
-from vidseg.engine.logging import MetricLogger, progress_bar
+from vidseg.engine.logging import MetricLogger, progress_bar, truncate_metrics
 from vidseg.engine.optim import build_optimizer
 from vidseg.engine.schedule import PolyWarmupSchedule
 from vidseg.engine.step_sampler import SeededDataset, StepSampler
 from vidseg.errors import ConfigError, DataError
+from vidseg.fileio import atomic_path, remove_stale_temporaries
+from vidseg.models.checkpoint import load_state_dict
 from vidseg.structures import ClipBatch
 
 EvaluateFn = Callable[[nn.Module, torch.device], dict[str, float]]
@@ -244,22 +247,16 @@ class Trainer:
         if self.cfg.keep_checkpoints <= 0:
             return
         copy = self.out_dir / f"iter_{self.iteration:07d}.pt"
-        with contextlib.suppress(FileNotFoundError):
-            copy.unlink()
-        try:
-            os.link(last, copy)
-        except OSError:
-            import shutil
-
-            shutil.copyfile(last, copy)
+        with atomic_path(copy) as tmp:  # a real copy, not a hard link: a damaged last.pt leaves this one intact
+            shutil.copyfile(last, tmp)
         olds = sorted(self.out_dir.glob("iter_*.pt"), key=lambda q: int(q.stem.split("_")[1]))
         for old in olds[:-self.cfg.keep_checkpoints]:
             old.unlink()
 
-    def load(self, path: str | os.PathLike) -> None:
-        """Restore model, optimizer, scheduler, RNG states and the step from a checkpoint."""
-        payload = ckpt.load_checkpoint(path)
-        self.model.load_state_dict(payload["model"])
+    def load(self, path: str | os.PathLike, payload: dict[str, Any] | None = None) -> None:
+        """Restore model, optimizer, scheduler, RNG states and the step from a checkpoint (``payload``: read)."""
+        payload = payload if payload is not None else ckpt.load_checkpoint(path)
+        self._load_model_state(path, payload)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self._load_hook_state(path, payload.get("extra", {}))
@@ -269,6 +266,17 @@ class Trainer:
             warnings.warn(f"{path}: saved by {len(states)} processes, resumed by {self.dist.world_size}; "
                           "random states are re-used modulo the count (not bit-identical)", stacklevel=2)
         ckpt.restore_rng_state(states[self.dist.rank % len(states)])
+
+    def _load_model_state(self, path: str | os.PathLike, payload: dict[str, Any]) -> None:
+        """The checkpoint's model weights, or a one-line error when it belongs to another model or recipe."""
+        saved = _saved_model_name(payload.get("config", ""))
+        if saved is not None and saved != self.cfg.model.name:
+            raise DataError(path, f"checkpoint of model {saved}, but this config trains {self.cfg.model.name}; "
+                                  "use another --out or the matching config")
+        report = load_state_dict(self.model, payload["model"], source=path)
+        if report.missing or report.unexpected:
+            raise DataError(path, f"checkpoint does not match this config's model: {report.summary()}; "
+                                  "use another --out or the matching config")
 
     # ---------------------------------------------------------------------------------------------- steps
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -335,15 +343,16 @@ class Trainer:
         return metrics
 
     # ---------------------------------------------------------------------------------------------- loop
-    def _resume_path(self, resume: bool | str | os.PathLike) -> Path | None:
+    def _resume(self, resume: bool | str | os.PathLike) -> None:
         if resume is False or resume is None:
-            return None
-        if resume is True:
-            found = ckpt.latest_checkpoint(self.out_dir)
-            if found is None:
-                raise ConfigError(f"--resume: no checkpoint (last.pt or iter_*.pt) in {self.out_dir}")
-            return found
-        return Path(resume)
+            return
+        if resume is not True:
+            self.load(resume)
+            return
+        path, payload, skipped = ckpt.load_latest_checkpoint(self.out_dir)
+        for line in skipped:
+            warnings.warn(f"--resume: {line}; resuming from {path.name}", stacklevel=3)
+        self.load(path, payload)
 
     def _periodic(self, logger: MetricLogger, result: TrainResult) -> None:
         every = self.cfg.checkpoint_every
@@ -362,11 +371,11 @@ class Trainer:
             until: stop after this step as if interrupted (checkpoint saved, ``interrupted`` set); the
                 schedule still runs to ``max_iters``. Used to split a run into parts.
         """
-        path = self._resume_path(resume)
-        if path is not None:
-            self.load(path)
+        self._resume(resume)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.out_dir, max_age=0.0)  # one run per folder: leftovers are a killed run's
+            truncate_metrics(self.out_dir / "metrics.jsonl", self.iteration)
 
             save_config(self.cfg, self.out_dir / "config.yaml")
         logger = MetricLogger(self.out_dir, enabled=self.dist.is_main)
@@ -405,3 +414,16 @@ class Trainer:
         if self.cfg.eval_every >= 0:
             result.metrics = self.evaluate()
             logger.log(self.iteration, {f"eval/{k}": v for k, v in result.metrics.items()})
+
+
+def _saved_model_name(config_yaml: str) -> str | None:
+    """The ``model.name`` of the config text stored in a checkpoint (None when it cannot be read)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(config_yaml) or {}
+    except yaml.YAMLError:
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    name = model.get("name") if isinstance(model, dict) else None
+    return name if isinstance(name, str) else None

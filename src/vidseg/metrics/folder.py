@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from vidseg.data.layout import read_split_file
 from vidseg.errors import DataError
 
 
@@ -39,11 +40,17 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
 def read_split(root: Path, split: str) -> list[str]:
     """Video names of ``<root>/<split>.txt`` (one per line), or all folders of data/ if split is 'all'."""
     if split == "all":
-        return sorted(p.name for p in (root / "data").iterdir() if p.is_dir())
+        if not (root / "data").is_dir():
+            raise DataError(root / "data", "folder not found")
+        names = sorted(p.name for p in (root / "data").iterdir() if p.is_dir())
+        if not names:
+            raise DataError(root / "data", "holds no video folders: nothing to evaluate")
+        return names
     path = root / f"{split}.txt"
-    if not path.is_file():
-        raise DataError(path, "split file not found")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = read_split_file(path)
+    if not names:
+        raise DataError(path, "lists no videos: nothing to evaluate (an empty split gives no metrics)")
+    return names
 
 
 def list_pngs(folder: Path) -> list[str]:

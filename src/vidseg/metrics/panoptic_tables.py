@@ -48,9 +48,9 @@ class SegmentList:
     def from_json(cls, segments_info: list[dict], where: str | os.PathLike = "") -> SegmentList:
         """Build from a JSON ``segments_info`` list; raises DataError on a malformed entry."""
         try:
-            ids = [int(s["id"]) for s in segments_info]
-            cats = [int(s["category_id"]) for s in segments_info]
-        except (KeyError, TypeError, ValueError) as exc:
+            ids = [json_int(s["id"], "id", where) for s in segments_info]
+            cats = [json_int(s["category_id"], "category_id", where) for s in segments_info]
+        except (KeyError, TypeError) as exc:
             raise DataError(where, f"malformed segments_info entry ({exc!r})") from None
         crowd = [bool(s.get("iscrowd", 0)) for s in segments_info]
         areas = [int(s.get("area", 0) or 0) for s in segments_info]
@@ -64,6 +64,17 @@ class SegmentList:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def json_int(value: object, key: str, where: str | os.PathLike = "") -> int:
+    """An integer JSON value (``15`` or ``15.0``); anything else (``15.7``, ``"15"``, ``true``) is a DataError.
+
+    ``int()`` would truncate 15.7 to 15 and score the segment as another category.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not value.is_integer()):
+        raise DataError(where, f"segments_info {key} must be an integer, got {value!r}")
+    return int(value)
 
 
 @dataclass

@@ -30,6 +30,7 @@ class ScoredFrame:
         image: loader of the RGB frame uint8 [H, W, 3] (for the TC flow), or None.
         where: file named in error messages.
         image_where: the frame's image file, named in errors about the image (e.g. a size change).
+        gt_where: the ground-truth file, named in errors about the GT (default: ``where``).
     """
 
     stem: str
@@ -38,6 +39,7 @@ class ScoredFrame:
     image: Callable[[], np.ndarray] | None = None
     where: str = "prediction"
     image_where: str = ""
+    gt_where: str = ""
 
 
 @dataclass
@@ -72,6 +74,6 @@ def score_video(video: str, frames: Iterable[ScoredFrame], ev: Evaluator | None 
     prev: _Previous | None = None
     for frame in frames:
         if ev is not None and frame.gt is not None:
-            ev.process(frame.gt, frame.pred, video=video, where=frame.where)
+            ev.process(frame.gt, frame.pred, video=video, where=frame.where, gt_where=frame.gt_where or frame.where)
         if tc is not None:
             prev = tc_step(tc, flow, video, frame, prev)

@@ -47,15 +47,19 @@ class VCVideoAccumulator:
         self._run_pr: np.ndarray | None = None
         self.num_frames = 0
 
-    def add(self, gt: np.ndarray, pred: np.ndarray) -> None:
-        """Add the next frame. gt, pred: [H, W] label maps of the same size as the previous frames."""
+    def add(self, gt: np.ndarray, pred: np.ndarray, where: str = "VC") -> None:
+        """Add the next frame. gt, pred: [H, W] label maps of the same size as the previous frames.
+
+        ``where`` (the frame's file) is named when the frame size changed within the video.
+        """
         if self._prev is None:
             dtype = np.uint8 if self._cap < 255 else np.uint16
             self._run_gt = np.ones(gt.shape, dtype)
             self._run_pr = np.ones(pred.shape, dtype)
         else:
             if gt.shape != self._prev[0].shape:
-                raise DataError("VC", f"frame {self.num_frames} has size {gt.shape}, previous {self._prev[0].shape}")
+                raise DataError(where, f"frame size {gt.shape[::-1]} differs from the previous frames' "
+                                       f"{self._prev[0].shape[::-1]} (W, H) within one video")
             _advance(self._run_gt, gt == self._prev[0], self._cap)
             _advance(self._run_pr, pred == self._prev[1], self._cap)
         self._prev = (gt, pred)

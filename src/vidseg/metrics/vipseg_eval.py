@@ -75,6 +75,10 @@ def check_frame(frame: FrameTable, cats: PanopticCategories, protocol: str, gt_w
     cats.index_of(frame.gt_segments.categories, f"{gt_where} (GT JSON)")
     if (frame.gt_segments.ids == 0).any():
         raise DataError(gt_where, "GT JSON lists segment id 0, which is reserved for void")
+    png_gt, _ = frame.gt_png_ids()
+    unlisted = np.setdiff1d(png_gt[png_gt != 0], frame.gt_segments.ids)
+    if unlisted.size:  # the official script would score them with a category it does not know
+        raise DataError(gt_where, f"GT segment ids {_first(unlisted)} are in the PNG but not in the GT JSON")
     if protocol == "strict":
         _check_frame_strict(frame, gt_where, pred_where)
 
@@ -259,10 +263,29 @@ def _annotations_by_video(data: dict, path: Path) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for entry in data["annotations"]:
         try:
-            out[str(entry["video_id"])] = list(entry["annotations"])
+            video, annotations = str(entry["video_id"]), list(entry["annotations"])
         except (KeyError, TypeError):
             raise DataError(path, "an 'annotations' entry lacks video_id/annotations") from None
+        if video in out:
+            raise DataError(path, f"video {video} is listed twice in 'annotations'")
+        out[video] = annotations
     return out
+
+
+def _video_ids(gt: dict, path: Path) -> list[str]:
+    """The ``video_id`` of each entry of the GT JSON's ``videos`` list, each with ``images`` having file names."""
+    ids = []
+    for index, v in enumerate(gt["videos"]):
+        if not isinstance(v, dict) or "video_id" not in v:
+            raise DataError(path, f"'videos' entry {index} has no video_id")
+        images = v.get("images", [])
+        if not isinstance(images, list) or any(not isinstance(im, dict) or "file_name" not in im for im in images):
+            raise DataError(path, f"video {v['video_id']}: an 'images' entry has no file_name")
+        ids.append(str(v["video_id"]))
+    if len(set(ids)) != len(ids):
+        twice = sorted({v for v in ids if ids.count(v) > 1})
+        raise DataError(path, f"video {twice[0]} is listed twice in 'videos'")
+    return ids
 
 
 def _complain(msg_path: Path | str, problem: str, strict: bool) -> None:
@@ -307,7 +330,7 @@ def build_jobs(gt_json: str | os.PathLike, gt_dir: str | os.PathLike, submit_dir
     cats = PanopticCategories.from_json(gt["categories"])
     gt_annos = _annotations_by_video(gt, gt_json)
     pred_annos = _annotations_by_video(pred, pred_json)
-    videos = [str(v["video_id"]) for v in gt["videos"]]
+    videos = _video_ids(gt, gt_json)
     missing = [v for v in videos if v not in pred_annos]
     if missing:
         raise DataError(pred_json, f"{len(missing)} of {len(videos)} GT videos have no prediction "

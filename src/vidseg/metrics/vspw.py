@@ -107,25 +107,30 @@ class VSPWEvaluator(Evaluator):
         self._video: str | None = None
         self._acc: VCVideoAccumulator | None = None
 
-    def process(self, gt: np.ndarray, pred: np.ndarray, video: str = "video", where: str = "prediction") -> None:  # type: ignore[override]
-        """Add one frame of ``video``. gt, pred: [H, W] integer maps of the same size."""
+    def process(self, gt: np.ndarray, pred: np.ndarray, video: str = "video", where: str = "prediction",  # type: ignore[override]
+                gt_where: str | None = None) -> None:
+        """Add one frame of ``video``. gt, pred: [H, W] integer maps of the same size.
+
+        ``where`` names the prediction file, ``gt_where`` the ground-truth file (errors about the GT name it).
+        """
         if gt.ndim != 2 or pred.ndim != 2:
             raise DataError(where, f"expected single-channel label maps, got GT {gt.shape} and prediction {pred.shape}")
         if gt.shape != pred.shape:
             raise DataError(where, f"prediction size {pred.shape[::-1]} differs from ground truth size {gt.shape[::-1]} (W, H)")
         check_pred_range(pred, self.num_classes, where)
         if self.protocol == "strict":
-            self._check_gt(gt, where)
+            self._check_gt(gt, gt_where or where)
         if video != self._video:
             self.end_video()
             if video in self.vc:
-                raise DataError(video, "video processed twice (frames of one video must be consecutive)")
+                raise DataError(video, f"video {video} processed twice (listed twice in the split, or its frames are "
+                                   "not consecutive)")
             self._video = video
             self._acc = VCVideoAccumulator(self.vc_lengths, self.protocol) if self.vc_lengths else None
         shifted = shift_vspw_gt(gt) if self.gt_format == "raw" else gt
         self.cm += confusion_matrix(shifted, pred, self.num_classes, validate=False, where=where)
         if self._acc is not None:
-            self._acc.add(gt, pred)
+            self._acc.add(gt, pred, gt_where or where)
         self.num_frames += 1
 
     def _check_gt(self, gt: np.ndarray, where: str) -> None:
@@ -232,7 +237,8 @@ def _frames(root: Path, pred: Path, video: str, stems: Sequence[str], with_gt: b
             check_pred_range(p, NUM_VSPW_CLASSES, where)
         image_path = root / "data" / video / "origin" / f"{stem}.jpg"
         image = functools.partial(read_image, image_path, mode="RGB")
-        yield ScoredFrame(stem, p, gt, image, where, image_where=str(image_path))
+        yield ScoredFrame(stem, p, gt, image, where, image_where=str(image_path),
+                          gt_where=str(root / "data" / video / "mask" / f"{stem}.png"))
 
 
 def tc_frame_pairs(root: Path, videos: Sequence[str]) -> list[FramePair]:
@@ -253,6 +259,10 @@ def _video_job(job: dict[str, Any]) -> dict[str, Any]:
     tc = TCEvaluator() if job["tc"] else None
     flow = job["flow"]
     origin_stems = sorted(p.stem for p in (root / "data" / video / "origin").glob("*.jpg")) if tc else []
+    gap = sorted(set(job["stems"]) - set(origin_stems)) if tc else []
+    if gap:  # the official TC_cal.py lists origin/ only, so it would silently pair the frames around the gap
+        raise DataError(root / "data" / video / "origin", f"frame {gap[0]}.jpg is missing but its mask exists "
+                        f"({len(gap)} such frames): TC would compare frames across the gap")
     if tc is not None and origin_stems == job["stems"]:  # one pass scores both
         score_video(video, _frames(root, pred, video, job["stems"], True), ev, tc, flow)
     else:

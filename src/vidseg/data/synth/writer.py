@@ -21,7 +21,7 @@ from vidseg.data.synth.appearance import pack_rgb, unpack_rgb
 from vidseg.data.synth.scene import SynthFrame, VideoPlan
 from vidseg.data.synth.video import KINDS, SynthConfig, SyntheticVideo, video_name
 from vidseg.errors import ConfigError, DataError
-from vidseg.fileio import encode_mask_png
+from vidseg.fileio import encode_mask_png, remove_orphaned_staging
 from vidseg.tables import parse_size as parse_pair
 
 __all__ = [
@@ -291,6 +291,7 @@ def generate(kind: str, out: str | os.PathLike, videos: int = 4, frames: int = 3
     splits = split_videos(names, val_fraction, test_fraction)
     start = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_staging(out.parent, f".{out.name}.synth-")  # left by a killed earlier run
     staging = out.with_name(f".{out.name}.synth-{os.getpid()}")
     if staging.exists():
         shutil.rmtree(staging)

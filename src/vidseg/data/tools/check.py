@@ -80,10 +80,15 @@ def _check_video(video: VideoRecord, check_mask: MaskCheck, report: CheckReport,
         bar.update(1)
 
 
+REQUIRED_SPLITS = ("train", "val")  # read by `vidseg train` and `vidseg eval`; test.txt is optional
+
+
 def _split_problems(root: Path, split_files: list[Path], available: list[str]) -> list[DataError]:
     problems: list[DataError] = []
     for path in split_files:
-        if path.is_file():
+        if not path.is_file() and path.stem in REQUIRED_SPLITS:
+            problems.append(DataError(path, "split file not found (training and evaluation read it)"))
+        elif path.is_file():
             try:
                 problems += split_videos(path, available)[1]
             except DataError as exc:

@@ -57,20 +57,43 @@ def _save_rgb_png(path: Path, rgb: np.ndarray) -> None:
         Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")
 
 
-def _check_paths(src: Path, out: Path, complete_marker: Path) -> None:
-    """Refuse a missing source and unsafe or already complete outputs."""
+def _check_paths(src: Path, out: Path, complete_marker: Path, run: str) -> None:
+    """Refuse a missing source and unsafe, unrelated or already complete outputs.
+
+    ``run`` describes this conversion (kind, source, options); an interrupted run resumes only when its marker
+    holds the same description, and a non-empty folder without a marker is somebody else's folder.
+    """
     if not src.is_dir():
         raise DataError(src, "source dataset folder not found")
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "is a file; expected an output folder")
     if out.resolve() == src.resolve():
         raise DataError(out, "output folder must differ from the source")
-    if complete_marker.exists() and not (out / INCOMPLETE_MARKER).exists():
+    marker = out / INCOMPLETE_MARKER
+    if complete_marker.exists() and not marker.exists():
         raise DataError(out, f"already holds a complete conversion ({complete_marker.name}); remove it first")
+    if marker.is_file():
+        previous = marker.read_text(encoding="utf-8", errors="replace").strip()
+        if previous != run and previous != _LEGACY_MARKER:
+            raise DataError(out, f"holds an interrupted conversion of another source or options ({previous}); "
+                                 "remove the folder or choose another --out")
+    elif out.is_dir() and any(out.iterdir()):
+        raise DataError(out, "is not empty and not an earlier run of this conversion; choose a new or empty --out")
 
 
-def _start(out: Path) -> None:
-    """Mark ``out`` incomplete until :func:`_finish`."""
+_LEGACY_MARKER = "vidseg convert in progress"
+
+
+def _run_description(kind: str, src: Path, **options: object) -> str:
+    """One line naming a conversion: kind, resolved source and options (stored in the incomplete marker)."""
+    opts = " ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return f"{kind} from {src.resolve()} {opts}".strip()
+
+
+def _start(out: Path, run: str) -> None:
+    """Mark ``out`` incomplete until :func:`_finish` (the marker names the run, for a safe resume)."""
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / INCOMPLETE_MARKER, "vidseg convert in progress\n")
+    write_text_atomic(out / INCOMPLETE_MARKER, run + "\n")
 
 
 def _finish(out: Path) -> None:
@@ -125,10 +148,11 @@ def convert_vspw_480p(src: str | os.PathLike, out: str | os.PathLike, height: in
             frame or mask, a mask of the wrong mode, size or values.
     """
     src, out = Path(src), Path(out)
-    _check_paths(src, out, out / "train.txt")
+    run = _run_description("vspw-480p", src, height=height)
+    _check_paths(src, out, out / "train.txt", run)
     videos, problems = scan_vspw(src)
     raise_first(problems)
-    _start(out)
+    _start(out, run)
     total = sum(len(v) for v in videos)
     with _progress(total, "vspw-480p", progress) as bar:
         for video in videos:
@@ -282,10 +306,11 @@ def convert_vipseg_720p(src: str | os.PathLike, out: str | os.PathLike, seed: in
         counts: ``videos``, ``frames``, ``segments``.
     """
     src, out = Path(src), Path(out)
-    _check_paths(src, out, out / JSON_NAME)
+    run = _run_description("vipseg-720p", src, height=height, seed=seed)
+    _check_paths(src, out, out / JSON_NAME, run)
     videos, problems = scan_vipseg_raw(src)
     raise_first(problems)
-    _start(out)
+    _start(out, run)
     videos = [v for v in videos if v.has_labels]
     frags = []
     with _progress(sum(len(v) for v in videos), "vipseg-720p", progress) as bar:
