@@ -183,3 +183,12 @@ def test_registry_entries_load_official_checkpoints(tiny, tmp_path):
     for name in ("clip_panofcn_r50", "panofcn_r50", "clip_panofcn_tiny"):
         entry = get_entry(name)
         assert entry.task == "panoptic" and entry.family == "clip_panofcn" and entry.train_clips == "consecutive"
+
+
+def test_load_model_names_the_file_of_another_models_checkpoint(tmp_path):
+    from vidseg.models import load_model
+
+    path = tmp_path / "segformer.pth"
+    torch.save({"state_dict": {"decode_head.conv_seg.weight": torch.zeros(2, 2, 1, 1)}}, path)
+    with pytest.raises(DataError, match=rf"{path.name}: not a Clip-PanoFCN"):
+        load_model("clip_panofcn_tiny", path)

@@ -231,7 +231,10 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *, num_class
         return model
     state = strip_prefix(read_state_dict(weights))
     if entry.converter is not None and not set(model.state_dict()) <= set(state):
-        state = resolve(entry.converter)(state)
+        try:
+            state = resolve(entry.converter)(state)
+        except DataError as err:  # a converter does not know the file: name it here
+            raise DataError(weights, err.problem) from None
     report = load_state_dict(model, state, source=weights)
     if strict and (report.missing or report.unexpected):
         raise DataError(weights, f"weights do not match model {name}: {report.summary()} (weights of another "
