@@ -8,8 +8,8 @@ branch re-initialised and its frozen BN statistics calibrated on one batch (no I
 batch 4, clips resized to 64x96 with the official flip/scale/rotate. Gating dilation 11 px (80 px at 480p
 scaled to 64 px height).
 
-Measured (2-core CPU under load, ~0.5 s/step): copy-first-mask 0.483, untrained 0.093; after 300 steps 0.184,
-after 600 steps (same recipe, another calibration batch) 0.309. The trained model is clearly above the
+Measured (2-core CPU under load, ~0.35 s/step, 3 min): copy-first-mask 0.483, untrained 0.093, trained 0.289
+(0.184 after 300 steps; 0.309 after 600 with another calibration batch). The trained model is clearly above the
 untrained one (asserted: +0.1) but NOT yet above copying the first mask at this budget: the objects of the
 val videos differ from the 6 training videos and the tiny network (0.6 M parameters) generalises little.
 Per-video online fine-tuning on lucid dreams (20 pairs x 3 epochs, lr 5e-3) did not help here (0.21 -> 0.15).
