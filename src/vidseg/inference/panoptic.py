@@ -33,7 +33,7 @@ from vidseg.models.panoptic.inference import (
     vipseg_settings,
 )
 from vidseg.models.panoptic.tracking import EmbeddingTracker
-from vidseg.structures import DEFAULT_LABEL_DIVISOR
+from vidseg.structures import DEFAULT_LABEL_DIVISOR, IGNORE_LABEL, encode_panoptic
 
 
 @dataclass
@@ -55,11 +55,14 @@ class PanopticFramePrediction:
 
     @property
     def ids(self) -> np.ndarray:
-        """Library panoptic ids int32 [H, W]: ``(cat + 1) * divisor + track + 1`` (things), ``(cat + 1) * divisor``."""
-        if self.track.size and self.track.max(initial=-1) + 1 >= self.label_divisor:
-            raise ValueError(f"frame {self.name}: track ids reach the label divisor {self.label_divisor}")
-        ids = (self.category + 1) * self.label_divisor + np.where(self.track >= 0, self.track + 1, 0)
-        return np.where(self.category < 0, 0, ids).astype(np.int32)
+        """Library panoptic ids int32 [H, W] (:func:`vidseg.structures.encode_panoptic`): things
+        ``(cat + 1) * divisor + track + 1``, stuff ``(cat + 1) * divisor``, void 0."""
+        category = np.where(self.category < 0, IGNORE_LABEL, self.category)
+        instance = np.where(self.track >= 0, self.track + 1, 0)
+        try:
+            return encode_panoptic(category, instance, self.label_divisor)
+        except ValueError as err:
+            raise ValueError(f"frame {self.name}: {err} (a track index reached it)") from None
 
     def official_ids(self, label_divisor: int = 100) -> np.ndarray:
         """The official id map: thing ``cat * 100 + track``, stuff ``cat``, void -1 (int64 [H, W])."""
