@@ -15,6 +15,7 @@ from vidseg.models.panoptic.inference import (
     fuse_thing_kernels,
     merge_panoptic,
     process_instances,
+    stuff_argmax,
     stuff_candidates,
 )
 
@@ -225,3 +226,12 @@ def test_overwritten_thing_still_counts_in_the_instance_index():
                          _settings(common_stride=1, merge="official"))
     assert res.official_ids().unique().tolist() == [1001]  # index 1: the overwritten first one kept index 0
     assert len(res.embeddings[10]) == 2
+
+
+def test_stuff_argmax_is_the_official_argmax_over_the_zero_filled_map():
+    """Kept channels [3, 5]: ties go to the lower channel; where every kept probability underflows to 0 the
+    official argmax over the 0-filled map picks channel 0 ("thing" -> void)."""
+    logits = torch.tensor([[[[1.0, -200.0, 2.0]], [[1.0, -200.0, 3.0]]]])  # [T=1, U=2, h=1, w=3]
+    out = stuff_argmax(logits, torch.tensor([3, 5]), (1, 3), stride=1)
+    assert out.tolist() == [[[3, 0, 5]]]
+    assert stuff_argmax(logits[:, :0], torch.tensor([], dtype=torch.long), (1, 3), stride=1).tolist() == [[[0, 0, 0]]]

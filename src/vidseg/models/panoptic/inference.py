@@ -248,7 +248,8 @@ def stuff_argmax(stuff_logits: torch.Tensor, stuff_channels: torch.Tensor, image
         return out
     for f in range(stuff_logits.shape[0]):
         up = _upsample(stuff_logits[f: f + 1].sigmoid(), stride, image_size)[0]
-        best, index = up.max(dim=0)
+        index = up.argmax(dim=0)  # first maximum on ties, as the official argmax over channel order
+        best = up.gather(0, index.unsqueeze(0))[0]
         out[f] = torch.where(best > 0, stuff_channels[index], torch.zeros_like(index))
     return out
 
