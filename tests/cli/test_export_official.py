@@ -15,7 +15,7 @@ from vidseg.cli.main import main
 def test_export_default_size_is_the_official_input(monkeypatch, tmp_path, capsys, name, size):
     seen = {}
 
-    def load_model(model, weights=None, *, num_classes=124, **kw):
+    def load_model(model, weights=None, *, num_classes=124, strict=True, **kw):
         seen["load"] = kw
         return vidseg.models.build("segformer_b0", num_classes=2, embed_dim=8)  # never traced here
 
