@@ -53,9 +53,9 @@ class ResidualBlock(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride), self.norm3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.norm1(self.conv1(x)))
-        y = F.relu(self.norm2(self.conv2(y)))
-        return F.relu((x if self.downsample is None else self.downsample(x)) + y)
+        y = torch.relu_(self.norm1(self.conv1(x)))  # in place on fresh tensors: lower peak memory
+        y = torch.relu_(self.norm2(self.conv2(y)))
+        return torch.relu_((x if self.downsample is None else self.downsample(x)) + y)
 
 
 class BottleneckBlock(nn.Module):
@@ -76,10 +76,10 @@ class BottleneckBlock(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride), self.norm4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.norm1(self.conv1(x)))
-        y = F.relu(self.norm2(self.conv2(y)))
-        y = F.relu(self.norm3(self.conv3(y)))
-        return F.relu((x if self.downsample is None else self.downsample(x)) + y)
+        y = torch.relu_(self.norm1(self.conv1(x)))
+        y = torch.relu_(self.norm2(self.conv2(y)))
+        y = torch.relu_(self.norm3(self.conv3(y)))
+        return torch.relu_((x if self.downsample is None else self.downsample(x)) + y)
 
 
 class Encoder(nn.Module):
@@ -106,7 +106,7 @@ class Encoder(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.norm1(self.conv1(x)))
+        x = torch.relu_(self.norm1(self.conv1(x)))
         return self.conv2(self.layer3(self.layer2(self.layer1(x))))
 
 
