@@ -55,8 +55,50 @@ def d(tmp_path_factory) -> SimpleNamespace:
     ids = np.zeros((8, 8), np.int64)
     ids[:4], ids[4:, :4] = 5, 7
     vip = write_vipseg_folders(root / "vip_eval", {"v1": [ids, ids]}, {"v1": [ids, ids]}, {5: 3, 7: 60}, {5: 3, 7: 60})
+    vip720 = root / "vip720"  # VIPSeg raw -> 720P layout (the split JSONs `eval vipseg` reads)
+    assert main(["convert", "vipseg-720p", "--src", str(vipseg), "--out", str(vip720), "--height", "32",
+                 "--quiet"]) == 0
     return SimpleNamespace(root=root, vspw=vspw, vipseg=vipseg, seg_w=seg_w, cffm_w=cffm_w, video=video,
-                           a_file=a_file, a_dir=a_dir, pred=pred, vip=vip)
+                           a_file=a_file, a_dir=a_dir, pred=pred, vip=vip, vip720=vip720,
+                           corrupt_mp4=_corrupt_mp4(root))
+
+
+def _decodes_with_damage(path: Path) -> bool:
+    """Plain PyAV (no vidseg) decodes every frame without raising, but FFmpeg logs or flags damage."""
+    import av
+
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(True) as logs, av.open(str(path)) as container:
+            flags = [frame.is_corrupt for frame in container.decode(video=0)]
+    except av.error.FFmpegError:
+        return False
+    finally:
+        av.logging.set_level(None)
+    return len(flags) == 20 and (any(flags) or any(level <= av.logging.ERROR for level, _, _ in logs))
+
+
+def _corrupt_mp4(root: Path) -> Path:
+    """An mp4 with bytes flipped mid-file that decodes 'fine' into concealed garbage (the silent case)."""
+    from vidseg.viz.video import Mp4Writer
+
+    good, bad = root / "good.mp4", root / "corrupt.mp4"
+    with Mp4Writer(good, fps=10) as writer:
+        for i in range(20):
+            img = np.zeros((64, 96, 3), np.uint8)
+            img[:] = (i * 10) % 255
+            img[10:30, (i * 3) % 60:(i * 3) % 60 + 20] = 255
+            writer.write(img)
+    data = good.read_bytes()
+    for frac in np.linspace(0.25, 0.75, 21):
+        damaged = bytearray(data)
+        k = int(len(data) * frac)
+        damaged[k] ^= 0xFF
+        damaged[k + 7] ^= 0x0F
+        bad.write_bytes(bytes(damaged))
+        if _decodes_with_damage(bad):
+            return bad
+    pytest.skip("no silently damaged mp4 could be made with this FFmpeg build")
 
 
 def run_cli(argv: list, capsys) -> tuple[int, str, str]:
@@ -126,6 +168,26 @@ def _resize_frame(root: Path, pred: Path) -> None:
     for path in (root / "data" / "1001_synth_0001" / "mask" / "00000002.png",
                  pred / "1001_synth_0001" / "00000002.png"):
         Image.open(path).resize((24, 16), Image.NEAREST).save(path)
+
+
+def _copy_root(d, name: str, src: Path, change) -> list:
+    """``info --check`` on a copy of a dataset root changed by ``change(root)``."""
+    root = fresh(d, name) / src.name
+    shutil.copytree(src, root)
+    change(root)
+    return ["info", root, "--check", "--quiet"]
+
+
+def _as_jpeg(path: Path) -> None:
+    Image.open(path).convert("L").save(path, format="JPEG", quality=100)
+
+
+def _drop_split_segment(root: Path) -> None:
+    split = sorted(root.glob("panoptic_gt_VIPSeg_*.json"))[0]
+    data = json.loads(split.read_text())
+    frame = next(a for v in data["annotations"] for a in v["annotations"] if a["segments_info"])
+    frame["segments_info"].pop()
+    split.write_text(json.dumps(data))
 
 
 def _drop(keys):
@@ -203,6 +265,20 @@ CASES = {
     "vipseg GT segment missing from the JSON": (
         lambda d: _vip_copy(d, "gtseg", lambda g: g["annotations"][0]["annotations"][0]["segments_info"].pop()),
         "are in the PNG but not in the GT JSON"),
+    # info --check: every file a command reads
+    "info --check corrupt mp4": (lambda d: ["info", d.corrupt_mp4, "--check", "--quiet"], "corrupt video data"),
+    "segment corrupt mp4": (lambda d: ["segment", d.corrupt_mp4, "--model", "segformer_b0", "--weights", d.seg_w,
+                                       "--out", fresh(d, "corrupt"), *FAST], "corrupt video data"),
+    "info --check VSPW without val.txt": (
+        lambda d: _copy_root(d, "noval", d.vspw, lambda r: (r / "val.txt").unlink()),
+        "val.txt: split file not found"),
+    "info --check JPEG data in a .png mask": (
+        lambda d: _copy_root(d, "jpegmask", d.vspw, lambda r: _as_jpeg(
+            r / "data" / "1000_synth_0000" / "mask" / "00000002.png")),
+        "00000002.png: holds JPEG data, not PNG"),
+    "info --check VIPSeg split JSON missing a segment": (
+        lambda d: _copy_root(d, "splitjson", d.vip720, _drop_split_segment),
+        "segments differ from panoptic_gt_VIPSeg.json"),
     # training configuration
     "train data.batch_size=0": (lambda d: ["train", TRAIN_CFG, "--set", "data.batch_size=0"],
                                 "data.batch_size: must be >= 1, got 0"),
@@ -223,11 +299,12 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_line_error(case, d, capsys):
     build_argv, fragment = CASES[case]
-    code, _, err = run_cli(build_argv(d), capsys)
-    assert code != 0, err
+    code, out, err = run_cli(build_argv(d), capsys)
+    assert code != 0, out + err
     assert "Traceback" not in err, err
-    assert fragment in err, err
-    assert len([line for line in err.splitlines() if "error:" in line]) == 1, err
+    assert fragment in out + err, out + err  # errors on stderr; `info --check` lists problems on stdout (exit 1)
+    if code == 2:
+        assert len([line for line in err.splitlines() if "error:" in line]) == 1, err
 
 
 def test_case_count():
@@ -356,3 +433,13 @@ def test_split_file_bom_is_stripped(d, capsys):
     code, out, err = run_cli(argv, capsys)
     assert code == 0, err
     assert "mIoU       100.00" in out
+
+
+def test_tcb_memory_default_is_the_official_rule():
+    """An official tcb_ocr_mem checkpoint runs as released (FIFO memory) unless the EMA variant is named."""
+    from vidseg.models import build, official_settings
+
+    assert build("tcb_ocr_mem_r101", num_classes=3, depth=50).memory == "official"
+    ema = build("tcb_ocr_mem_ema_r101", num_classes=3, depth=50)
+    assert ema.memory == "ema" and ema.use_memory
+    assert official_settings("tcb_ocr_mem_ema_r101").model_kwargs == {}  # segment keeps the named rule

@@ -189,6 +189,7 @@ def read_image(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
         raise DataError(path, "zero-byte image file")
     try:
         with Image.open(path) as img:
+            check_image_format(path, img.format)
             img.load()
             if mode == "RGB":
                 img = _upright(img)
@@ -201,6 +202,16 @@ def read_image(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"unreadable or truncated image ({exc})") from None
+
+
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def check_image_format(path: Path, found: str | None) -> None:
+    """A ``.png`` must hold PNG data (a JPEG saved as ``.png`` would give lossy, wrong labels), likewise ``.jpg``."""
+    expected = _FORMATS.get(path.suffix.lower())
+    if expected is not None and found is not None and found != expected:
+        raise DataError(path, f"holds {found} data, not {expected} as its extension says")
 
 
 def encode_mask_png(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:

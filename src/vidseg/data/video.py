@@ -32,6 +32,38 @@ def _import_av():
     return av
 
 
+class _DecoderErrors:
+    """Collects FFmpeg's decoder errors while a file is decoded (its log, at ERROR level, on this thread).
+
+    A damaged stream often decodes "successfully" into concealed garbage: FFmpeg only logs the damage
+    ("error while decoding MB ...") and marks the frame corrupt. Both become a :class:`DataError`.
+    """
+
+    def __init__(self, av) -> None:
+        self._av = av
+        self._capture = None
+        self._level = None
+
+    def __enter__(self) -> _DecoderErrors:
+        logging = self._av.logging
+        self._level = logging.get_level()
+        if self._level is None or self._level < logging.ERROR:
+            logging.set_level(logging.ERROR)
+        self._capture = logging.Capture(True)
+        self.logs = self._capture.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._capture.__exit__(*exc)
+        self._av.logging.set_level(self._level)
+
+    def raise_if_corrupt(self, path: Path, frame, index: int) -> None:
+        errors = [text.strip() for level, _, text in self.logs if level <= self._av.logging.ERROR]
+        if errors or getattr(frame, "is_corrupt", False):
+            detail = errors[0] if errors else "frame marked corrupt"
+            raise DataError(path, f"corrupt video data at frame {index} (decoder: {detail})")
+
+
 class VideoFile:
     """A video file decoded lazily with PyAV.
 
@@ -91,8 +123,9 @@ class VideoFile:
         av = _import_av()
         decoded = 0
         try:
-            with av.open(str(self.path)) as container:
+            with av.open(str(self.path)) as container, _DecoderErrors(av) as errors:
                 for frame in container.decode(video=0):
+                    errors.raise_if_corrupt(self.path, frame, decoded)
                     decoded += 1
                     yield frame.to_ndarray(format="rgb24")
         except (av.error.FFmpegError, OSError, ValueError) as exc:

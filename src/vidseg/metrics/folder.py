@@ -20,12 +20,14 @@ from tqdm import tqdm
 
 from vidseg.data.layout import read_split_file
 from vidseg.errors import DataError
+from vidseg.fileio import check_image_format
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
     """Read a single-channel (L, P or 16-bit) PNG as a 2-D integer array; RGB raises DataError."""
     try:
         with Image.open(path) as img:
+            check_image_format(Path(path), img.format)
             mode = img.mode
             if mode not in ("L", "P", "I;16", "I", "1"):
                 raise DataError(path, f"image mode is {mode}: an indexed/grayscale label PNG is expected, not colour")

@@ -15,7 +15,7 @@ import difflib
 import importlib
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -121,7 +121,11 @@ MODELS: dict[str, ModelEntry] = {
     # video models
     "tcb_ppm_r101": _tcb({"blend": "ppm"}),
     "tcb_ocr_r101": _tcb({"blend": "ocr", "use_memory": False}),
-    "tcb_ocr_mem_r101": _tcb({"blend": "ocr", "use_memory": True}),
+    # the released model's memory rule (official FIFO of 8 contexts), so an official checkpoint runs as released
+    "tcb_ocr_mem_r101": _tcb({"blend": "ocr", "use_memory": True, "memory": "official"}),
+    # vidseg's variant: one exponential-moving-average memory per video (not the released behaviour)
+    "tcb_ocr_mem_ema_r101": replace(_tcb({"blend": "ocr", "use_memory": True, "memory": "ema"}),
+                                    test=_TEST + "TCB_TEST", paper="TCB (vidseg EMA memory variant)"),
     **{f"cffm_b{i}": ModelEntry(_CFFM, {"variant": f"b{i}"}, family="cffm", video=True, converter=_NVLABS,
                                 test_rule="cffm", train_clips="cffm", test=_TEST + "CFFM_TEST", paper="CFFM")
        for i in (0, 1, 2, 5)},

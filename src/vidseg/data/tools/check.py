@@ -144,12 +144,27 @@ def _check_vipseg_720(root: Path, report: CheckReport, progress: bool) -> None:
         return
     report.problems += problems
     names = {v.name for v in videos}
+    main = _try(report, lambda: load_panoptic_json(root / JSON_NAME)) or {"annotations": []}
+    checked = {str(a.get("video_id")): a.get("annotations") for a in main["annotations"] if isinstance(a, dict)}
     for split_json in sorted(root.glob("panoptic_gt_VIPSeg_*.json")):
         data = _try(report, lambda p=split_json: load_panoptic_json(p))
         if data is not None:
             report.problems += [DataError(split_json, f"video '{v['video_id']}' is absent from {JSON_NAME}")
                                 for v in data["videos"] if str(v["video_id"]) not in names]
+            report.problems += _split_json_differences(split_json, data, checked)
     _run_videos(videos, _check_720_mask, report, progress)
+
+
+def _split_json_differences(path: Path, data: dict, checked: dict[str, object]) -> list[DataError]:
+    """The split JSON (the file ``eval vipseg`` reads) must repeat the segments of the JSON checked against the
+    masks, video by video; a segment missing there would be scored wrongly."""
+    problems = []
+    for entry in data["annotations"]:
+        video = str(entry.get("video_id")) if isinstance(entry, dict) else "?"
+        if video in checked and entry.get("annotations") != checked[video]:
+            problems.append(DataError(path, f"video '{video}': segments differ from {JSON_NAME} (which matches "
+                                            "the masks), e.g. a missing segment"))
+    return problems
 
 
 def _davis_mask_check(first_ids: dict[str, set[int]]) -> MaskCheck:
