@@ -124,3 +124,22 @@ def test_panoptic_training_resumes_exactly(tmp_path):
     b = read_state_dict(tmp_path / "parts" / "model_final.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_panoptic_recipe_trains_under_torchrun(tmp_path):
+    """Two gloo processes: the kernel generators run in ``losses``, so the trainer must give DDP the losses
+    inside its forward (``LossForward``); before that, DDP stopped with "mark a variable ready only once"."""
+    import os
+    import subprocess
+    import sys
+
+    tiny = ("model.kwargs={blocks: [1, 1, 1, 1], width: 16, fpn_channels: 64, semantic_channels: 64, "
+            "head_channels: 64, encoder_channels: 32, gn_groups: 8, freeze_at: 0}")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vidseg",
+           "train", str(RECIPE), "--set", "smoke=true", "--set", "eval_every=-1", "--set", tiny,
+           "--out", str(tmp_path / "ddp")]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model_final.pt").is_file()

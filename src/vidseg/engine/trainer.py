@@ -142,6 +142,22 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+class LossForward(nn.Module):
+    """``model`` whose ``forward(frames, labels)`` returns ``model.losses(model(frames), labels)``.
+
+    The trainer wraps this module in DDP, so every parameter the losses use is used inside DDP's forward: Clip-PanoFCN's
+    kernel generators run in ``losses`` (the official code computes its losses inside ``forward``), and DDP
+    rejects gradients of parameters it saw unused in ``forward`` ("mark a variable ready only once").
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.losses(self.model(frames), labels)
+
+
 class Trainer:
     """Runs ``cfg.schedule.max_iters`` optimisation steps of ``model`` on ``train_set``.
 
@@ -194,9 +210,9 @@ class Trainer:
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if not self.dist.distributed:
-            return model
+            return LossForward(model)
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+        return nn.parallel.DistributedDataParallel(LossForward(model), device_ids=ids, find_unused_parameters=True)
 
     def _loader(self, start: int) -> torch.utils.data.DataLoader:
         sampler = StepSampler(len(self.train_set), self.cfg.data.batch_size, world_size=self.dist.world_size,
@@ -291,8 +307,7 @@ class Trainer:
         ctx = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
         with ctx:
             with self._autocast():
-                outputs = self.ddp_model(batch.frames)
-                terms = self.model.losses(outputs, batch.labels)
+                terms = self.ddp_model(batch.frames, batch.labels)
             loss = sum(t.float() for t in terms.values())
             (loss / self.cfg.grad_accum).backward()
         return {k: v.detach().float() for k, v in terms.items()}
