@@ -60,3 +60,36 @@ def test_smoke_keeps_explicit_values():
     cfg = apply_smoke(load_config("configs/cffm_b0_vspw.yaml",
                                   ["smoke=true", "data.batch_size=3", "schedule.max_iters=5"]))
     assert (cfg.data.batch_size, cfg.schedule.max_iters, cfg.data.crop_size) == (3, 5, 64)
+
+
+def test_disk_full_while_logging_names_the_log(tmp_path, monkeypatch):
+    import errno
+
+    from vidseg.engine.logging import MetricLogger
+    from vidseg.errors import DiskFullError
+
+    logger = MetricLogger(tmp_path, tensorboard=False)
+    real_open = Path.open
+
+    def full(self, mode="r", *args, **kwargs):
+        if self.name == "metrics.jsonl" and "a" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", full)
+    with pytest.raises(DiskFullError, match="no space left on device while writing .*metrics.jsonl"):
+        logger.log(1, {"loss": 1.0})
+
+
+def test_synth_removes_a_killed_runs_staging_folder(tmp_path):
+    import subprocess
+
+    from vidseg.data.synth import generate
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process id that no longer runs
+    stale = tmp_path / f".ds.synth-{dead.pid}"
+    (stale / "data").mkdir(parents=True)
+    (stale / "data" / "big.bin").write_bytes(b"x" * 1000)
+    generate("vspw", tmp_path / "ds", videos=1, frames=1, size=(16, 24), progress=False)
+    assert not stale.exists() and (tmp_path / "ds" / "train.txt").is_file()

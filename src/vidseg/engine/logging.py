@@ -7,10 +7,13 @@ Only the main process writes. ``metrics.jsonl`` has one object per logged step, 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from vidseg.errors import DataError, DiskFullError
 
 
 class MetricLogger:
@@ -41,8 +44,13 @@ class MetricLogger:
         if not self.enabled:
             return
         record: dict[str, Any] = {"iter": int(step), **{k: float(v) for k, v in scalars.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:  # a full disk names the log, like every other writer
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(self.path) from exc
+            raise DataError(self.path, f"cannot append to the training log ({exc.strerror or exc})") from exc
         if self._tb is not None:
             for k, v in scalars.items():
                 self._tb.add_scalar(k, float(v), step)
