@@ -44,14 +44,14 @@ def matched_run():
 def test_equals_official_numbers(official_run):
     terms, _ = official_run
     for k, v in OFFICIAL.items():
-        assert float(terms[k]) == pytest.approx(v, rel=2e-5), k
+        assert terms[k].item() == pytest.approx(v, rel=2e-5), k
 
 
 def test_matched_weight_order_differs_only_in_thing_dice(matched_run):
     terms, _ = matched_run
     for k in ("loss_pos_th", "loss_pos_st", "loss_seg_st"):
-        assert float(terms[k]) == pytest.approx(OFFICIAL[k], rel=2e-5)
-    assert float(terms["loss_seg_th"]) == pytest.approx(MATCHED_SEG_TH, rel=2e-5)
+        assert terms[k].item() == pytest.approx(OFFICIAL[k], rel=2e-5)
+    assert terms["loss_seg_th"].item() == pytest.approx(MATCHED_SEG_TH, rel=2e-5)
 
 
 def test_weight_orders_agree_with_one_frame():
@@ -62,8 +62,8 @@ def test_weight_orders_agree_with_one_frame():
     one["encode_feat"] = outs["encode_feat"][:1].detach()
     a, _ = _run("matched", labels=labels, outputs=one)
     b, _ = _run("official", labels=labels, outputs=one)
-    assert float(a["loss_seg_th"]) > 0
-    assert float(a["loss_seg_th"]) == pytest.approx(float(b["loss_seg_th"]), rel=1e-6)
+    assert a["loss_seg_th"].item() > 0
+    assert a["loss_seg_th"].item() == pytest.approx(b["loss_seg_th"].item(), rel=1e-6)
 
 
 def test_focal_direct_formula():
@@ -99,7 +99,7 @@ def test_stuff_focal_normalised_by_frames(matched_run):
         pt = p * y + (1 - p) * (1 - y)
         f = (0.25 * y + 0.75 * (1 - y)) * ce * (1 - pt) ** 2
         total += float(f.mean(dim=(2, 3)).sum())
-    assert float(terms["loss_pos_st"]) == pytest.approx(total / (case.B * case.T), rel=1e-5)
+    assert terms["loss_pos_st"].item() == pytest.approx(total / (case.B * case.T), rel=1e-5)
 
 
 def test_no_things_gives_zero_thing_terms_and_grads_flow():
@@ -109,8 +109,8 @@ def test_no_things_gives_zero_thing_terms_and_grads_flow():
     outs = {k: ([x[:2].detach().requires_grad_() for x in v] if isinstance(v, list) else v) for k, v in outs.items()}
     outs["encode_feat"] = outs["encode_feat"][:2].detach()
     terms, outs = _run(labels=labels, outputs=outs)
-    assert float(terms["loss_seg_th"]) == 0.0
-    assert float(terms["loss_pos_st"]) > 0 and float(terms["loss_seg_st"]) > 0
+    assert terms["loss_seg_th"].item() == 0.0
+    assert terms["loss_pos_st"].item() > 0 and terms["loss_seg_st"].item() > 0
     sum(terms.values()).backward()
     assert all(torch.isfinite(x.grad).all() for x in outs["kernels"] if x.grad is not None)
     assert outs["regions"][0].grad is not None and outs["regions"][0].grad.abs().sum() > 0
