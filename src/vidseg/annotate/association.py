@@ -59,6 +59,55 @@ def associate_pair(prev_ids: np.ndarray, next_ids: np.ndarray, prev_categories: 
     return {int(n_ids[c]): int(p_ids[r]) for r, c in zip(rows, cols) if score[r, c] > min_iou}
 
 
+class InstanceAssociator:
+    """Frame-by-frame IoU + Hungarian association (the state of :func:`track_instances`).
+
+    ``update(ids, categories)`` takes one frame's instance map with per-frame ids and returns its track ids:
+    each instance continues the track of the same-category instance of the previous frame it overlaps most
+    (one-to-one, maximum total IoU, IoU above ``min_iou``); the others start new tracks 1, 2, ... in order.
+
+    Args:
+        min_iou: minimum IoU to continue a track.
+    """
+
+    def __init__(self, *, min_iou: float = 0.0) -> None:
+        self.min_iou = min_iou
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous frame and restart the track numbering at 1."""
+        self.prev_tracks: np.ndarray | None = None
+        self.prev_categories: dict[int, int] = {}
+        self.next_track = 1
+
+    def update(self, ids: np.ndarray, categories: dict[int, int]) -> np.ndarray:
+        """Track ids of one frame.
+
+        Args:
+            ids: int array [H, W] of per-frame instance ids (0 = none).
+            categories: instance id -> category id (every non-zero id of ``ids``).
+
+        Returns:
+            int32 [H, W] track ids (0 = none).
+        """
+        ids = np.asarray(ids)
+        local = [int(v) for v in np.unique(ids) if v != 0]
+        mapping: dict[int, int] = {}
+        if self.prev_tracks is not None:
+            mapping = associate_pair(self.prev_tracks, ids, self.prev_categories, categories, min_iou=self.min_iou)
+        for v in local:
+            if v not in mapping:
+                mapping[v] = self.next_track
+                self.next_track += 1
+        lut_keys = np.array([0, *local])
+        lut_vals = np.array([0, *(mapping[v] for v in local)], dtype=np.int32)
+        order = np.argsort(lut_keys)
+        tracks = lut_vals[order][np.searchsorted(lut_keys[order], ids)]
+        self.prev_tracks = tracks
+        self.prev_categories = {mapping[v]: categories[v] for v in local}
+        return tracks
+
+
 def track_instances(frames: Iterable[tuple[np.ndarray, dict[int, int]]], *,
                     min_iou: float = 0.0) -> Iterator[np.ndarray]:
     """Give frame-wise instance annotations video-level ids.
@@ -70,23 +119,6 @@ def track_instances(frames: Iterable[tuple[np.ndarray, dict[int, int]]], *,
     Yields:
         per frame, an int32 map [H, W] of track ids (1, 2, ... in order of first appearance; 0 = none).
     """
-    prev_tracks: np.ndarray | None = None
-    prev_cats: dict[int, int] = {}
-    next_track = 1
+    associator = InstanceAssociator(min_iou=min_iou)
     for ids, cats in frames:
-        ids = np.asarray(ids)
-        local = [int(v) for v in np.unique(ids) if v != 0]
-        mapping: dict[int, int] = {}
-        if prev_tracks is not None:
-            mapping = associate_pair(prev_tracks, ids, prev_cats, cats, min_iou=min_iou)
-        for v in local:
-            if v not in mapping:
-                mapping[v] = next_track
-                next_track += 1
-        lut_keys = np.array([0, *local])
-        lut_vals = np.array([0, *(mapping[v] for v in local)], dtype=np.int32)
-        order = np.argsort(lut_keys)
-        tracks = lut_vals[order][np.searchsorted(lut_keys[order], ids)]
-        prev_tracks = tracks
-        prev_cats = {mapping[v]: cats[v] for v in local}
-        yield tracks
+        yield associator.update(ids, cats)

@@ -1,4 +1,4 @@
-"""``vidseg eval {vspw,vipseg,davis}``: score predictions against ground truth."""
+"""``vidseg eval {vspw,vipseg,davis,youtube-objects}``: score predictions against ground truth."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import importlib
 HELP = "Evaluate predictions (VSPW mIoU/WIoU/VC/TC, VIPSeg VPQ/STQ, DAVIS J/F/T) exactly as the official code."
 
 # benchmark -> module under vidseg.cli implementing add_arguments/run for that benchmark
-BENCHMARKS = {"vspw": "eval_vspw", "vipseg": "eval_vipseg", "davis": "eval_davis"}
+BENCHMARKS = {"vspw": "eval_vspw", "vipseg": "eval_vipseg", "davis": "eval_davis",
+              "youtube-objects": "eval_youtube_objects"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

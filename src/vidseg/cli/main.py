@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "train": "train",
     "pseudo-label": "pseudo_label",
+    "annotate": "annotate",
 }
 
 

@@ -146,12 +146,12 @@ MODELS: dict[str, ModelEntry] = {
                                    test_rule="clips", train_clips="consecutive",
                                    predictor="vidseg.inference.panoptic:PanopticVideoPredictor",
                                    classes_kwarg=None, paper="VIPSeg (Clip-PanoFCN)"),
-    # the same network run frame by frame (PanopticFCN; clips of 1, embedding tracker between frames)
+    # the same network run frame by frame (PanopticFCN), things linked by IoU + Hungarian association (VIPSeg §3.4.1)
     "panofcn_r50": ModelEntry("vidseg.models.panoptic.clip_panofcn:build_clip_panofcn",
                               {"num_thing": 58, "num_stuff": 66}, family="clip_panofcn", task="panoptic", video=True,
                               converter="vidseg.models.convert_panofcn:convert_clip_panofcn_checkpoint",
                               test_rule="frames", train_clips="consecutive",
-                              predictor="vidseg.inference.panoptic:FramePanopticPredictor",
+                              predictor="vidseg.inference.panoptic_assoc:AssociatedFramePredictor",
                               classes_kwarg=None, paper="VIPSeg (PanopticFCN baseline)"),
     # CPU variant for tests, smoke training and the demo: ResNet (1,1,1,1) width 16, 64-wide heads, 1.46M params
     "clip_panofcn_tiny": ModelEntry("vidseg.models.panoptic.clip_panofcn:build_tiny_clip_panofcn",
