@@ -19,8 +19,9 @@ normalises) runs every frame through the network and returns, in train and eval 
 
 Frame ``n`` of the flattened batch is clip ``n // T``, frame ``n % T`` (the official order). Inputs are padded
 with zeros at the bottom/right to multiples of 32 as detectron2's ``ImageList`` does; ``image_size`` keeps the
-unpadded size. Training targets/losses and the clip-level inference live outside (``inference.py``); the mask
-logits of dynamic kernels are ``dynamic_masks(kernels, encode_feat)``.
+unpadded size. ``losses(outputs, labels)`` computes the official training losses (``losses.py``, targets in
+``targets.py``); the clip-level inference is ``inference.clip_inference`` and the streaming predictor
+``vidseg.inference.panoptic``. The mask logits of dynamic kernels are ``dynamic_masks(kernels, encode_feat)``.
 """
 
 from __future__ import annotations
