@@ -63,7 +63,8 @@ def _reference(data, r_pix):
 def test_folder_cli_csv_match_reference(tmp_path):
     root, res, data = make_davis(tmp_path)
     out = tmp_path / "r.json"
-    assert main(["eval", "davis", "--davis", str(root), "--results", str(res), "--json", str(out), "--no-progress"]) == 0
+    assert main(["eval", "davis", "--davis", str(root), "--results", str(res), "--json", str(out), "--no-progress",
+                 "--csv-dir", str(res)]) == 0
     got = json.loads(out.read_text())
     per, jm, fm = _reference(data, 1)  # ceil(0.008 * hypot(14, 18)) = 1
     assert got["J-Mean"] == pytest.approx(jm, abs=1e-12) and got["F-Mean"] == pytest.approx(fm, abs=1e-12)

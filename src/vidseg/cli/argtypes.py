@@ -50,3 +50,21 @@ nonnegative_int = int_at_least(0)
 positive_float = float_in(0.0, low_open=True)
 nonnegative_float = float_in(0.0)
 fraction = float_in(0.0, 1.0)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default shown once: not for required options, switches, ``None``
+    defaults, hidden options, or help texts that already say their default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.required or action.default in (None, False, argparse.SUPPRESS) or "default" in text
+                or isinstance(action, argparse._StoreTrueAction) or action.help == argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` (no progress bars), with the older ``--no-progress`` as a hidden alias."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidseg.cli.argtypes import nonnegative_int, positive_int
+from vidseg.cli.argtypes import HelpFormatter, nonnegative_int, positive_int
 
 HELP = "Convert datasets: VSPW to VSPW-480p, raw VIPSeg to the 720P COCO-style panoptic layout."
 
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "vspw-480p", help="resize VSPW to 480p (frames bilinear, masks nearest), as change2_480p.py",
         description="Resize a VSPW root to short side 480: frames BILINEAR, masks NEAREST, size "
         "(int(480*w/h), 480), as the official change2_480p.py. Interrupted runs resume.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     vspw.add_argument("--src", required=True, help="VSPW root holding data/ and the split files")
     vspw.add_argument("--out", required=True, help="output root (created; an interrupted run is resumed)")
     vspw.add_argument("--height", type=positive_int, default=480, help="target frame height")
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(images/, panomasks/, panomasksRGB/, panoptic_gt_VIPSeg.json and the train/val split JSONs) as "
         "change2_720p.py + create_panoptic_video_labels.py + splitjson.py do, without panopticapi. "
         "Thing ids are random colours near the category colour, deterministic for --seed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     vip.add_argument("--src", required=True, help="raw VIPSeg root holding imgs/, panomasks/ and split files")
     vip.add_argument("--out", required=True, help="output root, e.g. VIPSeg_720P (an interrupted run is resumed)")
     vip.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the thing segment colours (ids)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from vidseg.cli.argtypes import HelpFormatter
+
 HELP = "Evaluate predictions (VSPW mIoU/WIoU/VC/TC, VIPSeg VPQ/STQ, DAVIS J/F/T) exactly as the official code."
 
 # benchmark -> module under vidseg.cli implementing add_arguments/run for that benchmark
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, module_name in BENCHMARKS.items():
         module = importlib.import_module(f"vidseg.cli.{module_name}")  # a broken module is an error, never skipped
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter, epilog=getattr(module, "EPILOG", None))
         module.add_arguments(p)
         p.set_defaults(_eval_run=module.run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidseg.cli.argtypes import positive_int
+from vidseg.cli.argtypes import add_quiet, positive_int
 
 HELP = "Score DAVIS results (<results>/<sequence>/<frame>.png, indexed object ids) as davis2017-evaluation."
 
@@ -22,27 +22,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="official: davis2017-evaluation numbers (quirks kept); strict: correct decay bins, "
                              "per-object rows in GT order, extra result folders rejected")
     parser.add_argument("--workers", type=positive_int, default=1, help="worker processes (results do not depend on it)")
-    parser.add_argument("--json", default=None, help="write the results (fractions) to this JSON file")
-    parser.add_argument("--csv-dir", default=None,
-                        help="folder for global_results-<set>.csv and per-sequence_results-<set>.csv "
-                             "(default: the results folder, as the official script)")
-    parser.add_argument("--no-csv", action="store_true", help="do not write the CSV files")
+    parser.add_argument("--json", metavar="FILE", help="write the results (fractions) to this JSON file")
+    parser.add_argument("--csv-dir", metavar="DIR",
+                        help="also write global_results-<set>.csv and per-sequence_results-<set>.csv (the official "
+                             "script's files) into DIR; none are written otherwise. Giving the results folder puts "
+                             "them where the official script looks, and it then prints these numbers as "
+                             "'precomputed results' instead of computing its own")
+    parser.add_argument("--no-csv", action="store_true", help=argparse.SUPPRESS)  # the default now; kept as alias
     parser.add_argument("--with-t", action="store_true",
                         help="also compute temporal stability T over the eval_t sequences (best effort, slow)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from vidseg.metrics.davis_folder import GLOBAL_COLUMNS, evaluate_davis_folder
     from vidseg.tables import format_table, jsonable, write_json
 
-    csv_dir = None if args.no_csv else (args.csv_dir or args.results)
+    csv_dir = None if args.no_csv else args.csv_dir
     res = evaluate_davis_folder(args.davis, args.results, task=args.task, year=args.year, subset=args.set,
                                 protocol=args.protocol, resolution=args.resolution, workers=args.workers,
-                                with_t=args.with_t, csv_dir=csv_dir, progress=not args.no_progress)
+                                with_t=args.with_t, csv_dir=csv_dir, progress=not args.quiet)
     cols = list(GLOBAL_COLUMNS) + (["T"] if "T" in res else [])
     print(f"DAVIS {args.year} {args.set} ({args.task}): {res['num_objects']} objects, protocol {res['protocol']}")
-    print(format_table([[100.0 * res[c] for c in cols]], cols))
+    print(format_table([[100.0 * res[c] for c in cols]], [f"{c} (%)" for c in cols]))
     if args.json:
         write_json(args.json, jsonable(res))
     return 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import math
 
-from vidseg.cli.argtypes import positive_int
+from vidseg.cli.argtypes import add_quiet, positive_int
 
 HELP = "VIPSeg video panoptic metrics: VPQ^k (k=1,2,4,6,8 by default), VPQ_final, STQ/AQ/SQ."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gt-json", required=True, help="GT JSON, e.g. VIPSeg_720P/panoptic_gt_VIPSeg_val.json")
+    parser.add_argument("--gt-json", required=True, help="GT JSON: panoptic_gt_VIPSeg.json as the official converter writes it (or a split's "
+                             "panoptic_gt_VIPSeg_<split>.json)")
     parser.add_argument("--gt-dir", required=True, help="GT RGB-id PNG folder, e.g. VIPSeg_720P/panomasksRGB")
     parser.add_argument("--pred", required=True, help="submission folder holding pred.json and pan_pred/<video>/")
     parser.add_argument("--k", default="1,2,4,6,8",
@@ -23,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--short-videos", choices=("skip", "whole"), default="skip",
                         help="videos shorter than k: skip (official) or score them as one window (DEVA variant)")
     parser.add_argument("--workers", type=positive_int, default=1, help="worker processes (results do not depend on it)")
-    parser.add_argument("--json", default=None, help="write all results (fractions in [0, 1]) to this JSON file")
+    parser.add_argument("--json", metavar="FILE", help="write all results (fractions in [0, 1]) to this JSON file")
     parser.add_argument("--per-category", action="store_true", help="also print the per-category VPQ tables")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_quiet(parser)
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:
@@ -51,8 +52,8 @@ def format_results(res: dict, per_category: bool = False) -> str:
     rows = [[f"VPQ^{k}", _pct(v["all"]), _pct(v["thing"]), _pct(v["stuff"])] for k, v in res["VPQ"].items()]
     fin = res["VPQ_final"]
     rows.append(["VPQ_final", _pct(fin["all"]), _pct(fin["thing"]), _pct(fin["stuff"])])
-    parts = [format_table(rows, ["metric", "all", "thing", "stuff"]),
-             format_table([[_pct(res["STQ"]), _pct(res["AQ"]), _pct(res["SQ"])]], ["STQ", "AQ", "SQ (IoU)"])]
+    parts = [format_table(rows, ["metric", "all (%)", "thing (%)", "stuff (%)"]),
+             format_table([[_pct(res["STQ"]), _pct(res["AQ"]), _pct(res["SQ"])]], ["STQ (%)", "AQ (%)", "SQ = IoU (%)"])]
     if per_category:
         for k, cat_rows in res["per_category"].items():
             table = [[r["id"], r["name"], _pct(r["pq"]), _pct(r["sq"]), _pct(r["rq"]), round(r["iou"], 1),
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     res = evaluate_vipseg_folder(args.gt_json, args.gt_dir, args.pred, ks=_parse_ks(args.k),
                                  protocol=args.protocol, workers=args.workers, short_videos=args.short_videos,
-                                 progress=not args.no_progress)
+                                 progress=not args.quiet)
     print(f"VIPSeg ({res['videos']} videos, {res['frames']} frames, protocol {res['protocol']})")
     print(format_results(res, args.per_category))
     if args.json:

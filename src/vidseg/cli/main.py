@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
+from vidseg.cli.argtypes import HelpFormatter
 from vidseg.errors import VidsegError, os_error_message
 
 # command name -> module under vidseg.cli
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"vidseg.cli.{module_name}")  # a broken command module is an error
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP,
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                             formatter_class=HelpFormatter, epilog=getattr(module, "EPILOG", None))
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
     return parser
@@ -118,12 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     real, guard = sys.stdout, _PipeSafeStdout(sys.stdout)
-    sys.stdout = guard
+    sys.stdout, shown = guard, warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"vidseg {args.command}: warning: {message}\n"
     try:
         code = _run_command(args)
         guard.flush()
     finally:
-        sys.stdout = real
+        sys.stdout, warnings.formatwarning = real, shown
     if guard.broken:
         _silence_closed_stdout()
     return code

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -227,12 +228,79 @@ def check_vspw_predictions(root: Path, pred: Path, videos: list[str], protocol: 
     return frames
 
 
-def _frames(root: Path, pred: Path, video: str, stems: Sequence[str], with_gt: bool) -> Iterator[ScoredFrame]:
-    """The frames of one video read from the folders (GT masks when ``with_gt``; otherwise range-checked)."""
+def offset_prediction(pred: np.ndarray, gt: np.ndarray | None, gt_format: str, where: str) -> np.ndarray:
+    """A 1-based prediction (raw VSPW values: 1..124 = classes, 0 = others) as 0-based class ids.
+
+    0 ("others") is accepted only on pixels the ground truth ignores (there it becomes 0, which the
+    confusion matrix never sees); on a pixel with a ground-truth class it raises DataError.
+    """
+    if pred.size and int(pred.max()) > NUM_VSPW_CLASSES:
+        raise DataError(where, f"prediction value {int(pred.max())} outside the 1-based range 0..{NUM_VSPW_CLASSES} "
+                        "(--pred-offset 1)")
+    others = pred == 0
+    if gt is not None and others.any():
+        valid = (gt >= 1) & (gt <= NUM_VSPW_CLASSES) if gt_format == "raw" else gt < NUM_VSPW_CLASSES
+        if (others & valid).any():
+            raise DataError(where, f"prediction value 0 ('others') on {int((others & valid).sum())} pixels that have a "
+                            "ground-truth class: 1-based predictions (--pred-offset 1) hold classes 1..124")
+    out = pred.astype(np.int16) - 1
+    out[others] = 0
+    return out.astype(np.uint8)
+
+
+def agreement(pred: np.ndarray, gt: np.ndarray, gt_format: str) -> np.ndarray:
+    """[valid, pred == GT value, pred == GT class id] pixel counts on the pixels with a GT class (int64 [3]).
+
+    A 0-based prediction agrees with the class id (raw value - 1); a 1-based one, or one scored against GT
+    that is already shifted while ``gt_format`` says raw, agrees with the GT value instead.
+    """
+    g = gt.astype(np.int16)
+    if gt_format == "raw":
+        valid, cls = (g >= 1) & (g <= NUM_VSPW_CLASSES), g - 1
+    else:
+        valid, cls = g < NUM_VSPW_CLASSES, g
+    p = pred.astype(np.int16)[valid]
+    same_value = int((p == g[valid]).sum()) if gt_format == "raw" else int((p == g[valid] + 1).sum())
+    return np.array([int(valid.sum()), same_value, int((p == cls[valid]).sum())], np.int64)
+
+
+def convention_warning(counts: np.ndarray, gt_format: str, pred_offset: int) -> str | None:
+    """One line naming the label convention when predictions evidently use the other one (None if not).
+
+    ``counts`` sums :func:`agreement` over the scored frames (after any offset). "Evident" means the
+    predictions match the GT shifted by one class on at least 90% of the pixels with a GT class and match
+    it unshifted on at most half as many.
+    """
+    valid, same_value, same_class = (int(c) for c in counts)
+    if valid == 0 or same_value < 0.9 * valid or same_class > 0.5 * same_value:
+        return None
+    frac = 100.0 * same_value / valid
+    if gt_format == "raw":
+        return (f"predictions equal the raw ground-truth values on {frac:.1f}% of the labelled pixels: VSPW "
+                "predictions are 0-based class ids (raw GT value - 1; the official shift maps 0 'others' and 255 to "
+                "ignore). Pass --pred-offset 1 for 1-based predictions, or --gt-format shifted if the GT masks are "
+                "already shifted")
+    return (f"predictions equal the shifted ground truth + 1 on {frac:.1f}% of the labelled pixels: they look "
+            "1-based (raw VSPW values); pass --pred-offset 1")
+
+
+def _frames(root: Path, pred: Path, video: str, stems: Sequence[str], with_gt: bool,
+            pred_offset: int = 0, gt_format: str = "raw", tally: np.ndarray | None = None) -> Iterator[ScoredFrame]:
+    """The frames of one video read from the folders (GT masks when ``with_gt``; otherwise range-checked).
+
+    ``pred_offset`` 1 converts 1-based predictions; ``tally`` ([3] int64) accumulates :func:`agreement`.
+    """
     for stem in stems:
         where = str(pred / video / f"{stem}.png")
         gt = read_label_png(root / "data" / video / "mask" / f"{stem}.png") if with_gt else None
         p = read_label_png(pred / video / f"{stem}.png")
+        if pred_offset:
+            p = offset_prediction(p, gt, gt_format, where)
+        elif p.size and int(p.max()) == NUM_VSPW_CLASSES:
+            raise DataError(where, f"prediction value {NUM_VSPW_CLASSES} outside the class range 0..123: VSPW "
+                            "predictions are 0-based (raw GT value - 1); pass --pred-offset 1 for 1-based ones")
+        if tally is not None and gt is not None and gt.shape == p.shape:  # (a size mismatch is raised by the evaluator)
+            tally += agreement(p, gt, gt_format)
         if not with_gt:
             check_pred_range(p, NUM_VSPW_CLASSES, where)
         image_path = root / "data" / video / "origin" / f"{stem}.jpg"
@@ -255,8 +323,11 @@ def tc_frame_pairs(root: Path, videos: Sequence[str]) -> list[FramePair]:
 def _video_job(job: dict[str, Any]) -> dict[str, Any]:
     """Score one video (worker side). Returns its VSPW state and, if asked, its TC state."""
     root, pred, video = Path(job["root"]), Path(job["pred"]), job["video"]
-    ev = VSPWEvaluator(vc_lengths=job["vc_lengths"], protocol=job["protocol"], miou_rule=job["miou_rule"])
+    ev = VSPWEvaluator(vc_lengths=job["vc_lengths"], protocol=job["protocol"], miou_rule=job["miou_rule"],
+                       gt_format=job["gt_format"])
     tc = TCEvaluator() if job["tc"] else None
+    tally = np.zeros(3, np.int64)
+    read = functools.partial(_frames, root, pred, video, pred_offset=job["pred_offset"], gt_format=job["gt_format"])
     flow = job["flow"]
     origin_stems = sorted(p.stem for p in (root / "data" / video / "origin").glob("*.jpg")) if tc else []
     gap = sorted(set(job["stems"]) - set(origin_stems)) if tc else []
@@ -264,18 +335,19 @@ def _video_job(job: dict[str, Any]) -> dict[str, Any]:
         raise DataError(root / "data" / video / "origin", f"frame {gap[0]}.jpg is missing but its mask exists "
                         f"({len(gap)} such frames): TC would compare frames across the gap")
     if tc is not None and origin_stems == job["stems"]:  # one pass scores both
-        score_video(video, _frames(root, pred, video, job["stems"], True), ev, tc, flow)
+        score_video(video, read(job["stems"], True, tally=tally), ev, tc, flow)
     else:
-        score_video(video, _frames(root, pred, video, job["stems"], True), ev)
+        score_video(video, read(job["stems"], True, tally=tally), ev)
         if tc is not None:
-            score_video(video, _frames(root, pred, video, origin_stems, False), None, tc, flow)
-    return {"vspw": ev.state_dict(), "tc": tc.state_dict() if tc is not None else None}
+            score_video(video, read(origin_stems, False), None, tc, flow)
+    return {"vspw": ev.state_dict(), "tc": tc.state_dict() if tc is not None else None, "agreement": tally}
 
 
 def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, split: str = "val",
                          metrics: str | Sequence[str] = "miou,wiou,vc8,vc16", protocol: str = "official",
                          miou_rule: str = "official", workers: int = 1, flow: Any = "dis",
-                         tc_videos: int | None = 100, progress: bool = True) -> dict[str, Any]:
+                         tc_videos: int | None = 100, progress: bool = True, gt_format: str = "raw",
+                         pred_offset: int = 0) -> dict[str, Any]:
     """Score a prediction folder against a VSPW root.
 
     Args:
@@ -292,11 +364,18 @@ def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, sp
             spread over ``workers`` processes, and the scoring pass reads them from the cache.
         tc_videos: TC uses the first ``tc_videos`` videos of the split (official 100); None = all.
         progress: show a tqdm bar.
+        gt_format: ``raw`` (VSPW masks: 0 others, 1..124 classes, 255 void) or ``shifted`` (0..123, 255).
+        pred_offset: 0 for 0-based predictions (class ids 0..123 = raw GT value - 1, the VSPW convention),
+            1 for 1-based ones (raw values 1..124; 0 "others" only where the GT ignores the pixel).
+            When the predictions evidently use the other convention, a one-line warning says so.
 
     Returns:
         dict with mIoU, WIoU, pixel_acc, mVC<n>, TC (fractions), per_class ({name: IoU or None}), counts.
     """
     check_protocol(protocol)
+    if pred_offset not in (0, 1):
+        raise ConfigError(f"pred_offset must be 0 (0-based class ids) or 1 (1-based), got {pred_offset!r}")
+    VSPWEvaluator(gt_format=gt_format, vc_lengths=())  # checks gt_format
     mets = parse_metrics(metrics)
     root, pred = Path(root), Path(pred)
     if not pred.is_dir():
@@ -310,11 +389,14 @@ def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, sp
         fill_flow_cache(backend, tc_frame_pairs(root, tc_list), workers=workers, progress=progress)
     tc_set = set(tc_list)
     jobs = [{"root": str(root), "pred": str(pred), "video": v, "stems": frames[v], "vc_lengths": vc_lengths,
-             "protocol": protocol, "miou_rule": miou_rule, "tc": v in tc_set, "flow": backend} for v in videos]
-    ev = VSPWEvaluator(vc_lengths=vc_lengths, protocol=protocol, miou_rule=miou_rule)
+             "protocol": protocol, "miou_rule": miou_rule, "tc": v in tc_set, "flow": backend,
+             "gt_format": gt_format, "pred_offset": pred_offset} for v in videos]
+    ev = VSPWEvaluator(vc_lengths=vc_lengths, protocol=protocol, miou_rule=miou_rule, gt_format=gt_format)
     tc = TCEvaluator()
+    counts = np.zeros(3, np.int64)
     for res in run_jobs(_video_job, jobs, workers, progress, desc="VSPW videos"):
         ev.merge(res["vspw"])
+        counts += res["agreement"]
         if res["tc"] is not None:
             tc.merge(res["tc"])
     out = ev.evaluate()
@@ -323,4 +405,7 @@ def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, sp
     if tc_list:
         out.update(tc.evaluate())
     out["protocol"] = protocol
+    message = convention_warning(counts, gt_format, pred_offset)
+    if message:
+        warnings.warn(f"{pred}: {message}", stacklevel=2)
     return out
