@@ -283,7 +283,7 @@ CASES = {
     "train data.batch_size=0": (lambda d: ["train", TRAIN_CFG, "--set", "data.batch_size=0"],
                                 "data.batch_size: must be >= 1, got 0"),
     "train device=cuda without CUDA": (
-        lambda d: ["train", TRAIN_CFG, "--set", "smoke=true", "--set", "device=cuda:0", "--out", fresh(d, "cuda")]
+        lambda d: ["train", TRAIN_CFG, "--set", "smoke=true", "--set", "device=cuda", "--out", fresh(d, "cuda")]
         if not torch.cuda.is_available() else pytest.skip("CUDA present"), "CUDA is not available"),
     "train --out is a file": (lambda d: ["train", TRAIN_CFG, "--set", "smoke=true", "--out", d.a_file],
                               "a_file.txt"),
