@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "eval": "eval",
     "models": "models",
     "segment": "segment",
+    "predict": "predict",
     "export": "export",
     "train": "train",
     "pseudo-label": "pseudo_label",
