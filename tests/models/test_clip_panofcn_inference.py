@@ -235,3 +235,24 @@ def test_stuff_argmax_is_the_official_argmax_over_the_zero_filled_map():
     out = stuff_argmax(logits, torch.tensor([3, 5]), (1, 3), stride=1)
     assert out.tolist() == [[[3, 0, 5]]]
     assert stuff_argmax(logits[:, :0], torch.tensor([], dtype=torch.long), (1, 3), stride=1).tolist() == [[[0, 0, 0]]]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_thing_mask_window_equals_the_full_upsampled_mask(seed):
+    from vidseg.models.panoptic.inference import _upsample, thing_mask_window
+
+    gen = torch.Generator().manual_seed(seed)
+    t, h, w = 2, 9, 13
+    prob = torch.rand(t, h, w, generator=gen) * 0.39  # below the threshold ...
+    y, x = int(torch.randint(0, h, (1,), generator=gen)), int(torch.randint(0, w, (1,), generator=gen))
+    prob[seed % t, y: y + 1 + seed % 3, x: x + 2] = 0.35 + 0.3 * torch.rand(1, generator=gen)  # ... except a blob
+    prob[0, 0, 0] = 0.4 if seed % 2 else prob[0, 0, 0]  # exactly at the threshold, at the corner
+    image = (h * 4 - 3, w * 4 - 2)  # unpadded image smaller than the upsampled map
+    full = _upsample(prob[:, None], 4, image)[:, 0] > 0.4
+    window = thing_mask_window(prob, 4, image, 0.4)
+    got = torch.zeros_like(full)
+    if window is not None:
+        mask, (rows, cols) = window
+        got[:, rows, cols] = mask
+        assert mask.numel() < full.numel()
+    assert torch.equal(got, full)

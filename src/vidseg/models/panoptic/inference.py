@@ -28,6 +28,7 @@ kernels per class, which the inter-clip tracker (``tracking.py``) matches.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -196,6 +197,54 @@ def _upsample(maps: torch.Tensor, stride: int, image_size: tuple[int, int]) -> t
     return up[..., : image_size[0], : image_size[1]]
 
 
+def _axis_window(active: torch.Tensor, stride: int, limit: int) -> tuple[int, int, int, int] | None:
+    """Where along one axis a x``stride`` bilinear upsampling can exceed the threshold.
+
+    Args:
+        active: bool [n] low-resolution positions with a value near or above the threshold.
+        stride: upsampling factor; limit: output size kept (the unpadded image size).
+
+    Returns:
+        (r0, r1, o0, o1): upsample low-res [r0, r1) and keep outputs [o0, o1); None if nothing is active. Output
+        ``o`` reads source ``(o + 0.5) / stride - 0.5`` and its floor and floor + 1 (clamped); in the crop it
+        reads exactly the same rows with the same weights, and every output outside [o0, o1) reads only
+        inactive rows, so its value stays below the threshold.
+    """
+    where = torch.nonzero(active).flatten()
+    if where.numel() == 0:
+        return None
+    n = active.numel()
+    r0, r1 = max(int(where[0]) - 1, 0), min(int(where[-1]) + 2, n)
+    o0 = 0 if r0 == 0 else math.ceil(stride * r0 + stride / 2 - 0.5)
+    o1 = n * stride if r1 == n else math.ceil(stride * (r1 - 0.5) - 0.5)
+    o1 = min(o1, limit)
+    return (r0, r1, o0, o1) if o1 > o0 else None
+
+
+def thing_mask_window(prob: torch.Tensor, stride: int, image_size: tuple[int, int],
+                      thres: float) -> tuple[torch.Tensor, tuple[slice, slice]] | None:
+    """The full-resolution mask ``upsample(prob) > thres`` of one thing, computed only where it can be True.
+
+    Equals ``_upsample(prob[:, None], stride, image_size)[:, 0] > thres`` (bilinear weights are convex, so an
+    output whose four sources are all below ``thres - 1e-6`` is below ``thres``), in a fraction of the time.
+
+    Args:
+        prob: [T, h, w] low-resolution probabilities.
+
+    Returns:
+        (bool mask [T, hh, ww], (row slice, column slice) of the image it covers), or None if empty everywhere.
+    """
+    active = prob > thres - 1e-6
+    rows = _axis_window(active.any(dim=2).any(dim=0), stride, image_size[0])
+    cols = _axis_window(active.any(dim=1).any(dim=0), stride, image_size[1])
+    if rows is None or cols is None:
+        return None
+    (r0, r1, y0, y1), (c0, c1, x0, x1) = rows, cols
+    up = F.interpolate(prob[:, None, r0:r1, c0:c1], scale_factor=stride, mode="bilinear", align_corners=False)
+    mask = up[:, 0, y0 - stride * r0: y1 - stride * r0, x0 - stride * c0: x1 - stride * c0] > thres
+    return mask, (slice(y0, y1), slice(x0, x1))
+
+
 @dataclass
 class _Things:
     """Thing instances after process_inst: low-res probabilities [T, F, h, w], classes, scores, kernels [F, C]."""
@@ -274,16 +323,19 @@ def merge_panoptic(things: _Things | None, stuff: torch.Tensor, image_size: tupl
     segments: list[tuple[int, int, torch.Tensor | None]] = []  # (category, segment id, kernel or None)
     if things is not None:
         for j in torch.nonzero(things.scores >= settings.combine_inst_thres).flatten().tolist():
-            prob = _upsample(things.prob[:, j: j + 1], settings.common_stride, image_size)[:, 0]
-            mask = prob > settings.inst_thres
-            visible = _thing_visible(mask, seg, settings.overlap_thres)
+            window = thing_mask_window(things.prob[:, j], settings.common_stride, image_size, settings.inst_thres)
+            if window is None:  # empty in every frame: skipped, as the official rule does
+                continue
+            mask, (rows, cols) = window
+            region = seg[:, rows, cols]  # a view: painting it paints seg
+            visible = _thing_visible(mask, region, settings.overlap_thres)
             if not bool(visible.any()):
                 continue
             sid = len(segments) + 1
             if settings.merge == "official":
-                seg[mask] = sid
+                region[mask] = sid
             else:
-                seg[mask & (seg == 0) & visible.view(-1, 1, 1)] = sid
+                region[mask & (region == 0) & visible.view(-1, 1, 1)] = sid
             segments.append((settings.thing_categories[int(things.classes[j])], sid, things.kernels[j]))
     # stuff regions are disjoint, so the official channel-by-channel painting equals one lookup of the free pixels
     free = seg == 0
