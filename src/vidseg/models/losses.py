@@ -96,7 +96,7 @@ def upsampled_log_prob_nll(logits: torch.Tensor, labels: torch.Tensor, group_row
     n = labels.shape[0]
     rows = group_rows if 0 < group_rows < n else n
     group = torch.arange(n, device=labels.device) // rows
-    n_groups = int(group[-1]) + 1
+    n_groups = -(-n // rows)  # no device sync
     sums = torch.zeros(n_groups, dtype=nll.dtype, device=nll.device).index_add(0, group, nll.flatten(1).sum(1))
     counts = torch.zeros(n_groups, dtype=torch.long, device=labels.device).index_add(
         0, group, (labels != ignore_index).flatten(1).sum(1))
