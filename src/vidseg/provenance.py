@@ -43,7 +43,7 @@ def weights_sha256(path: str | os.PathLike) -> str:
 
 
 def make_record(command: str, model: str, weights: str | os.PathLike | None,
-                options: Mapping[str, Any]) -> dict[str, Any]:
+                options: Mapping[str, Any], source: str | os.PathLike | None = None) -> dict[str, Any]:
     """The provenance record of a run.
 
     Args:
@@ -51,16 +51,22 @@ def make_record(command: str, model: str, weights: str | os.PathLike | None,
         model: registered model name.
         weights: the weights file/folder (hashed), or None for random weights.
         options: everything else that changes the outputs (test settings, TTA, class count, ...); JSON values.
+        source: the input video file or frame folder (its absolute path is recorded, so a folder is never
+            resumed from the frames of another video that happens to have the same name).
 
     Returns:
-        ``{"format", "command", "model", "weights": {"path", "sha256"} | None, "options", "vidseg"}``.
+        ``{"format", "command", "model", "weights": {"path", "sha256"} | None, "options", "vidseg"}`` and
+        ``"source"`` when given.
     """
     from vidseg import __version__
 
     entry = None if weights is None else {"path": os.fspath(weights), "sha256": weights_sha256(weights)}
     options = json.loads(json.dumps(dict(options), sort_keys=True, default=str))  # plain JSON, as read back
-    return {"format": FORMAT, "command": command, "model": model, "weights": entry, "options": options,
-            "vidseg": __version__}
+    record = {"format": FORMAT, "command": command, "model": model, "weights": entry, "options": options,
+              "vidseg": __version__}
+    if source is not None:
+        record["source"] = os.fspath(Path(source).resolve())
+    return record
 
 
 def read_record(folder: str | os.PathLike) -> dict[str, Any] | None:
@@ -80,7 +86,7 @@ def read_record(folder: str | os.PathLike) -> dict[str, Any] | None:
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences between two records (the weights compare by hash, not by path)."""
     found = []
-    for key in ("command", "model", "vidseg"):
+    for key in ("command", "model", "vidseg", "source"):
         if old.get(key) != new.get(key):
             found.append(f"{key} {old.get(key)!r} -> {new.get(key)!r}")
     old_w, new_w = old.get("weights"), new.get("weights")

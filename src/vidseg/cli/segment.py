@@ -17,9 +17,10 @@ Argument parsing only; the registry entry's ``task`` picks the writer:
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
-from vidseg.cli.argtypes import positive_float, positive_int
+from vidseg.cli.argtypes import add_quiet, positive_float, positive_int
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = ("Segment a video file or frame folder: semantic (VSPW-format masks), panoptic (VIPSeg submission layout) "
@@ -43,12 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the masks in OUT/<video>/ when they were made by another model, other weights "
                              "or other options (by default such a folder is refused; the same run resumes)")
-    parser.add_argument("--overlay", default=None, help="also write an overlay mp4 to this path")
+    parser.add_argument("--overlay", metavar="FILE", help="also write an overlay mp4 to this path")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the model")
     parser.add_argument("--num-classes", type=positive_int, default=124, help="classes of the model (VSPW: 124)")
     add_test_arguments(parser)
     parser.add_argument("--fps", type=positive_float, default=None, help="overlay frame rate (default: the video's, or 15)")
-    parser.add_argument("--json", default=None, help="also write the run summary to this JSON file")
+    parser.add_argument("--json", metavar="FILE", help="also write the run summary to this JSON file")
     parser.add_argument("--first-mask", default=None,
                         help="object models: the first frame's mask (indexed PNG, one id per object; DAVIS format)")
     parser.add_argument("--finetune", action="store_true",
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lucid-dream pairs per object for --finetune (official 100)")
     parser.add_argument("--finetune-epochs", type=positive_int, default=6,
                         help="passes over the pairs for --finetune (official 6)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if not video.exists():
         raise DataError(video, "video file or frame folder not found")
     task = get_entry(args.model).task
+    if args.weights is None:
+        warnings.warn(f"no --weights: {args.model} has random weights, so its masks are meaningless (give a "
+                      "checkpoint, e.g. one written by 'vidseg train' or 'vidseg demo')", stacklevel=1)
     runners = {"panoptic": _run_panoptic, "object": _run_object}
     if task not in runners:
         return _run_semantic(args, video)
@@ -106,7 +110,8 @@ def _run_panoptic(args: argparse.Namespace, video: Path) -> int:
     predictor = make_predictor(args.model, model)
     out = Path(args.out)
     name = video_name(video)
-    record = make_record("segment", args.model, args.weights, {"partial_weights": bool(args.partial_weights)})
+    record = make_record("segment", args.model, args.weights, {"partial_weights": bool(args.partial_weights)},
+                         source=video)
     prepare_output_folder(out / PNG_DIR / name, record, outputs=["*.png"], overwrite=args.overwrite)
     row = segment_panoptic_video(predictor, video, out, video_id=name,
                                  overlay=Path(args.overlay) if args.overlay else None, fps=args.fps,
@@ -129,7 +134,7 @@ def _run_object(args: argparse.Namespace, video: Path) -> int:
     finetune = {"pairs": args.finetune_pairs, "epochs": args.finetune_epochs} if args.finetune else None
     record = make_record("segment", args.model, args.weights,
                          {"partial_weights": bool(args.partial_weights), "finetune": finetune,
-                          "first_mask_sha256": _sha256(Path(args.first_mask))})
+                          "first_mask_sha256": _sha256(Path(args.first_mask))}, source=video)
     # the fine-tuning checkpoints are outputs too: made by another run, they are refused or (--overwrite) removed
     prepare_output_folder(out / name, record, outputs=["*.png", f"{FINETUNE_DIR}/*.pt"], overwrite=args.overwrite)
     models = _finetuned(model, video, Path(args.first_mask), out / name / FINETUNE_DIR, finetune, args.quiet) \
@@ -195,7 +200,7 @@ def _run_semantic(args: argparse.Namespace, video: Path) -> int:
     out_dir = Path(args.out) / video_name(video)
     record = make_record("segment", args.model, args.weights,
                          {"settings": settings.to_dict(), "tta": bool(args.tta), "num_classes": args.num_classes,
-                          "partial_weights": bool(args.partial_weights)})
+                          "partial_weights": bool(args.partial_weights)}, source=video)
     prepare_output_folder(out_dir, record, outputs=["*.png"], overwrite=args.overwrite)
     row = segment_video(predictor, video, out_dir,
                         overlay=Path(args.overlay) if args.overlay else None, fps=args.fps,

@@ -23,10 +23,24 @@ from vidseg.viz.overlay import overlay_semantic
 from vidseg.viz.palette import semantic_colors
 from vidseg.viz.video import Mp4Writer
 
+# frame folders whose own name is a layout's, not the video's: VSPW data/<video>/origin, DAVIS-like <video>/images
+FRAME_FOLDER_NAMES = frozenset({"origin", "images", "imgs", "frames", "rgb", "jpegimages"})
+
 
 def video_name(path: Path) -> str:
-    """Output folder name of a video: the folder name, or the file name without extension."""
-    return path.name if path.is_dir() else path.stem
+    """Output folder name of a video: its id for dataset layouts, else the folder name or file stem.
+
+    VSPW ``data/<video>/origin/`` -> ``<video>``; DAVIS ``JPEGImages/480p/<sequence>/`` -> ``<sequence>``;
+    VIPSeg ``imgs/<video>/`` -> ``<video>``; a folder named like ``frames``/``images`` -> its parent's name;
+    ``clip.mp4`` -> ``clip``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path.stem
+    resolved = path.resolve()
+    if resolved.name.lower() in FRAME_FOLDER_NAMES and resolved.parent.name:
+        return resolved.parent.name
+    return resolved.name
 
 
 def _source_info(path: Path) -> tuple[int | None, float]:
@@ -60,8 +74,9 @@ def segment_video(predictor: VideoPredictor, video: Path, out_dir: Path, *, over
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         writer = _overlay_writer(stack, overlay, fps or video_fps)
-        for pred in tqdm(predictor.predict(video, skip=done), total=total, desc=video.name, unit="frame",
-                         disable=not progress):
+        bar = tqdm(predictor.predict(video, skip=done), total=total, desc=f"segment {video_name(video)}",
+                   unit="frame", disable=not progress)
+        for pred in bar:
             path = out_dir / f"{pred.name}.png"
             labels = pred.labels
             if pred.skipped:
@@ -73,5 +88,5 @@ def segment_video(predictor: VideoPredictor, video: Path, out_dir: Path, *, over
             if writer is not None:
                 writer.write(overlay_semantic(pred.image, labels))
     seconds = time.perf_counter() - start
-    return {"video": video.name, "frames": written + skipped, "written": written, "skipped": skipped,
+    return {"video": video_name(video), "frames": written + skipped, "written": written, "skipped": skipped,
             "seconds": round(seconds, 3), "fps": round(written / seconds, 3) if seconds > 0 else 0.0}

@@ -16,8 +16,11 @@ import importlib
 import os
 import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+import torch
+import yaml
 from torch import nn
 
 from vidseg.errors import ConfigError, DataError
@@ -120,6 +123,9 @@ MODELS: dict[str, ModelEntry] = {
                                        paper="STSC baseline") for s in "tsbl"},
     # video models
     "tcb_ppm_r101": _tcb({"blend": "ppm"}),
+    # TCB-PPM on the MiT-B0 encoder: the demo's temporal model (vidseg demo; no official checkpoint exists)
+    "tcb_ppm_b0": replace(_tcb({"blend": "ppm", "encoder": "mit_b0"}), converter=None,
+                          paper="TCB-PPM on MiT-B0 (vidseg demo model)"),
     "tcb_ocr_r101": _tcb({"blend": "ocr", "use_memory": False}),
     # the released model's memory rule (official FIFO of 8 contexts), so an official checkpoint runs as released
     "tcb_ocr_mem_r101": _tcb({"blend": "ocr", "use_memory": True, "memory": "official"}),
@@ -206,7 +212,44 @@ def build(name: str, num_classes: int = 124, **overrides: Any) -> nn.Module:
     return model
 
 
-def load_model(name: str, weights: str | os.PathLike | None = None, *, num_classes: int = 124,
+def checkpoint_spec(weights: str | os.PathLike) -> dict[str, Any] | None:
+    """What a checkpoint written by vidseg says about its model: ``{"name", "num_classes", "kwargs"}``, or None.
+
+    vidseg training checkpoints (``vidseg-train-v1``, e.g. ``last.pt`` of ``vidseg train`` or ``vidseg demo``)
+    store their config; its ``model`` section names the registered model, its class count and the builder
+    overrides (a narrower demo model, another encoder). Other files (official checkpoints, plain weights) give None.
+    """
+    path = Path(weights)
+    if not path.is_file() or path.suffix not in (".pt", ".pth", ".ckpt"):
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not ours; read_state_dict reports unreadable files
+        return None
+    if not isinstance(obj, dict) or not str(obj.get("format", "")).startswith("vidseg-") or not obj.get("config"):
+        return None
+    try:
+        model = (yaml.safe_load(obj["config"]) or {}).get("model") or {}
+    except yaml.YAMLError:
+        return None
+    if not isinstance(model, dict) or not model.get("name"):
+        return None
+    return {"name": str(model["name"]), "num_classes": int(model.get("num_classes", 124)),
+            "kwargs": dict(model.get("kwargs") or {})}
+
+
+def _with_spec(name: str, weights: str | os.PathLike, num_classes: int | None,
+               overrides: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Class count and builder overrides of ``name``, completed from the checkpoint's own record."""
+    spec = checkpoint_spec(weights)
+    if spec is None:
+        return (124 if num_classes is None else num_classes), overrides
+    if spec["name"] in MODELS and get_entry(spec["name"]).builder != get_entry(name).builder:
+        raise DataError(weights, f"checkpoint of model {spec['name']}, not {name}: use --model {spec['name']}")
+    return (spec["num_classes"] if num_classes is None else num_classes), {**spec["kwargs"], **overrides}
+
+
+def load_model(name: str, weights: str | os.PathLike | None = None, *, num_classes: int | None = None,
                strict: bool = True, **overrides: Any) -> nn.Module:
     """Build a registered model and load local weights: our layout, or its family's official layout.
 
@@ -215,8 +258,10 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *, num_class
 
     Args:
         name: a registered name.
-        weights: local checkpoint (.pth / .safetensors / Hugging Face folder), or None for random weights.
-        num_classes: classes of the model.
+        weights: local checkpoint (.pth / .safetensors / Hugging Face folder), or None for random weights. A
+            checkpoint written by vidseg rebuilds its own model: its recorded builder overrides and class count
+            apply (explicit ``overrides``/``num_classes`` win), see :func:`checkpoint_spec`.
+        num_classes: classes of the model (None: the checkpoint's, else 124).
         strict: reject missing and unexpected keys (the default). ``strict=False`` is partial loading (e.g. a
             backbone-only checkpoint; the CLI's ``--partial-weights``): what matches is loaded, the rest is
             reported in a warning; at least one tensor must match.
@@ -230,9 +275,10 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *, num_class
             model and the first keys).
     """
     entry = get_entry(name)
-    model = build(name, num_classes=num_classes, **overrides)
     if weights is None:
-        return model
+        return build(name, num_classes=124 if num_classes is None else num_classes, **overrides)
+    num_classes, overrides = _with_spec(name, weights, num_classes, overrides)
+    model = build(name, num_classes=num_classes, **overrides)
     state = strip_prefix(read_state_dict(weights))
     if entry.converter is not None and not set(model.state_dict()) <= set(state):
         try:
