@@ -226,7 +226,8 @@ def thing_mask_window(prob: torch.Tensor, stride: int, image_size: tuple[int, in
     """The full-resolution mask ``upsample(prob) > thres`` of one thing, computed only where it can be True.
 
     Equals ``_upsample(prob[:, None], stride, image_size)[:, 0] > thres`` (bilinear weights are convex, so an
-    output whose four sources are all below ``thres - 1e-6`` is below ``thres``), in a fraction of the time.
+    output whose four sources are all below ``thres - 1e-6`` is below ``thres``); for a thing that covers part of
+    the image only that part is upsampled.
 
     Args:
         prob: [T, h, w] low-resolution probabilities.
