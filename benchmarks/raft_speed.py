@@ -89,18 +89,29 @@ def bench_tc(size: tuple[int, int], weights: Path, videos: int, frames: int) -> 
         return n / (time.perf_counter() - start)
 
 
-def bench_memory(size: tuple[int, int], corr: str, weights: Path) -> float:
-    """Peak resident memory (MiB) of a fresh process computing one RAFT pair (2 iterations) at ``size``."""
+def bench_memory(size: tuple[int, int], corr: str, weights: Path, official: str | None = None) -> float:
+    """Peak resident memory (MiB) of a fresh process computing one RAFT pair (2 iterations) at ``size``
+    with vidseg (``corr`` mode) or, for ``corr="official"``, with the VSPW RAFT_core found in ``official``."""
     import subprocess
 
-    code = (
-        "import resource, numpy as np, torch\n"
-        "from vidseg.flow.raft_backend import RAFTFlow\n"
-        f"f = RAFTFlow({str(weights)!r}, iters=2, corr={corr!r})\n"
-        f"a = np.zeros(({size[0]}, {size[1]}, 3), np.uint8)\n"
-        "f(a, a)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
-    )
+    if corr == "official":
+        pad = padding_for(*size)
+        code = (
+            f"import resource, sys, torch\nsys.path[:0] = [{official!r}, {str(Path(str(official)) / 'RAFT_core')!r}]\n"
+            "from RAFT_core.raft import RAFT\nm = RAFT().eval()\n"
+            f"x = torch.nn.functional.pad(torch.zeros(1, 3, {size[0]}, {size[1]}), {list(pad)!r})\n"
+            "with torch.no_grad():\n    m(x, x, iters=2, test_mode=True)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        )
+    else:
+        code = (
+            "import resource, numpy as np, torch\n"
+            "from vidseg.flow.raft_backend import RAFTFlow\n"
+            f"f = RAFTFlow({str(weights)!r}, iters=2, corr={corr!r})\n"
+            f"a = np.zeros(({size[0]}, {size[1]}, 3), np.uint8)\n"
+            "f(a, a)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
 
@@ -115,25 +126,30 @@ def main() -> None:
     ap.add_argument("--tc-frames", type=int, default=10, help="frames per video of the TC warm-cache run")
     ap.add_argument("--memory", action="store_true",
                     help="also measure peak memory of one pair at 480x853 and 720x1280 per correlation mode")
+    ap.add_argument("--memory-only", action="store_true", help="only the memory measurement")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "raft-random.pth"
         torch.manual_seed(0)
         torch.save({"module." + k: v for k, v in build_raft("standard").state_dict().items()}, weights)
-        rows = bench_raft(size, args.pairs, args.official, weights)
-        tc = bench_tc(size, weights, args.tc_videos, args.tc_frames)
-        memory = []
-        if args.memory:
+        rows, tc, memory = [], float("nan"), []
+        if not args.memory_only:
+            rows = bench_raft(size, args.pairs, args.official, weights)
+            tc = bench_tc(size, weights, args.tc_videos, args.tc_frames)
+        if args.memory or args.memory_only:
+            modes = ["all-pairs", "on-demand", "auto"] + (["official"] if _official_model(args.official) else [])
             for msize in ((480, 853), (720, 1280)):
-                for corr in ("all-pairs", "on-demand", "auto"):
-                    memory.append([f"{msize[0]}x{msize[1]}", corr, bench_memory(msize, corr, weights)])
+                for corr in modes:
+                    mib = bench_memory(msize, corr, weights, args.official)
+                    memory.append([f"{msize[0]}x{msize[1]}", corr, mib])
                     print(f"memory {memory[-1]}", flush=True)
-    print(f"\nRAFT standard, 20 iterations, {size[0]}x{size[1]}, CPU; frame pairs/s")
-    print("| threads | vidseg | VSPW RAFT_core | ratio |\n|---|---|---|---|")
-    for t, a, b, r in rows:
-        print(f"| {t} | {a:.3f} | {b:.3f} | {r:.2f} |")
-    print(f"TC with a warm flow cache: {tc:.1f} frames/s ({args.tc_videos} videos x {args.tc_frames} frames)")
+    if rows:
+        print(f"\nRAFT standard, 20 iterations, {size[0]}x{size[1]}, CPU; frame pairs/s")
+        print("| threads | vidseg | VSPW RAFT_core | ratio |\n|---|---|---|---|")
+        for t, a, b, r in rows:
+            print(f"| {t} | {a:.3f} | {b:.3f} | {r:.2f} |")
+        print(f"TC with a warm flow cache: {tc:.1f} frames/s ({args.tc_videos} videos x {args.tc_frames} frames)")
     if memory:
         print("\n| frames | correlation | peak RSS of the process (MiB) |\n|---|---|---|")
         for row in memory:
