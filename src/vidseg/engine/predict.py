@@ -36,6 +36,8 @@ from vidseg.models import get_entry, load_model, make_predictor
 from vidseg.provenance import make_record, prepare_output_folder
 from vidseg.tables import write_json
 
+RANDOM_WEIGHTS_SEED = 0
+
 
 @dataclass
 class PredictRequest:
@@ -90,11 +92,16 @@ def record_options(req: PredictRequest) -> dict[str, Any]:
 
 
 def build_predictor(req: PredictRequest, device: torch.device) -> Any:
-    """Load the model on ``device`` and wrap it in its registered predictor with the test settings."""
+    """Load the model on ``device`` and wrap it in its registered predictor with the test settings.
+
+    Without weights the random initialisation is seeded (0): every rank, and a resumed run, has the same model.
+    """
+    kwargs = req.settings.model_kwargs if req.settings is not None else {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        model = load_model(req.model, req.weights, strict=req.strict_weights, **kwargs)
     if req.settings is None:
-        model = load_model(req.model, req.weights, strict=req.strict_weights).to(device)
-        return make_predictor(req.model, model)
-    model = load_model(req.model, req.weights, strict=req.strict_weights, **req.settings.model_kwargs)
+        return make_predictor(req.model, model.to(device))
     return make_predictor(req.model, model, device=device, **req.settings.predictor_options(tta=req.tta))
 
 
