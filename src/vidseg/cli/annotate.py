@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "Annotation tools: associate per-frame instance masks into video tracks (VIPSeg)."
+HELP = ("Annotation tools: propagate key-frame labels to every frame (VSPW), associate per-frame instance masks "
+        "into video tracks (VIPSeg).")
 
 # tool -> module under vidseg.cli implementing HELP / add_arguments / run
-TOOLS = {"associate": "annotate_associate"}
+TOOLS = {"associate": "annotate_associate", "propagate": "annotate_propagate"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""Optical-flow backends for TC: OpenCV DIS (default, CPU), flow files, or any user callable.
+"""Optical-flow backends for TC: OpenCV DIS (default, CPU), OpenCV Farneback, flow files, or any user callable.
 
 A backend is a callable ``flow(frame_t, frame_t1, *, video, stem_t, stem_t1) -> [H, W, 2] float32``
 giving for each pixel of frame t its displacement (dx, dy) to frame t+1 (the direction the official
@@ -56,6 +56,19 @@ class DISFlow:
 
     def __getstate__(self):  # the OpenCV object is not picklable; workers rebuild it
         return {"preset": self.preset, "_dis": None}
+
+
+class FarnebackFlow:
+    """OpenCV Farneback dense optical flow on grayscale frames (no learned weights, slower and smoother than DIS)."""
+
+    needs_frames = True
+
+    def __call__(self, frame_t, frame_t1, *, video="", stem_t="", stem_t1=""):
+        import cv2
+
+        a = cv2.cvtColor(frame_t, cv2.COLOR_RGB2GRAY) if frame_t.ndim == 3 else frame_t
+        b = cv2.cvtColor(frame_t1, cv2.COLOR_RGB2GRAY) if frame_t1.ndim == 3 else frame_t1
+        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0).astype(np.float32)
 
 
 class FileFlow:
@@ -129,10 +142,12 @@ class CallableFlow:
 
 
 def make_flow_backend(spec: str | os.PathLike | Callable | None) -> Any:
-    """Build a backend from ``"dis"`` / ``"dis:fast"`` / a folder path / a callable / an existing backend."""
+    """Build a backend from ``"dis"`` / ``"dis:fast"`` / ``"farneback"`` / a folder path / a callable / an existing backend."""
     if spec is None or spec == "dis":
         return DISFlow()
-    if isinstance(spec, (DISFlow, FileFlow, CallableFlow)) or hasattr(spec, "needs_frames"):
+    if spec == "farneback":
+        return FarnebackFlow()
+    if isinstance(spec, (DISFlow, FarnebackFlow, FileFlow, CallableFlow)) or hasattr(spec, "needs_frames"):
         return spec  # an existing backend (also RAFTFlow, CachedFlow, or any object declaring needs_frames)
     if isinstance(spec, str) and spec.startswith("dis:"):
         return DISFlow(spec.split(":", 1)[1])
