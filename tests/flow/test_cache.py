@@ -49,6 +49,17 @@ def test_computed_once_and_reused_across_instances(tmp_path):
     assert not list((tmp_path / "flows").rglob("*.tmp*"))  # atomic writes leave no temporaries
 
 
+def test_reading_only_needs_no_frames(tmp_path):
+    a, b = _frames(0)
+    cache = CachedFlow(CountingFlow(), tmp_path)
+    flow = cache(a, b, video="v", stem_t="1", stem_t1="2")
+    reader = cache.reading_only()
+    assert reader.needs_frames is False
+    np.testing.assert_array_equal(reader(None, None, video="v", stem_t="1", stem_t1="2"), flow)
+    with pytest.raises(DataError, match=r"2_3\.flo: flow not in the cache"):
+        reader(None, None, video="v", stem_t="2", stem_t1="3")
+
+
 def test_stale_size_is_recomputed(tmp_path):
     backend = CountingFlow()
     cache = CachedFlow(backend, tmp_path)

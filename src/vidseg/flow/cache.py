@@ -59,6 +59,12 @@ class CachedFlow:
     def __contains__(self, key: tuple[str, str, str]) -> bool:
         return self.path(*key).is_file()
 
+    def reading_only(self) -> CachedFlow:
+        """A copy that only reads the cache (``needs_frames`` False: the caller need not decode frames)."""
+        reader = CachedFlow(self.backend, self.root)
+        reader.needs_frames = False
+        return reader
+
     def __call__(self, frame_t: np.ndarray | None, frame_t1: np.ndarray | None, *, video: str = "",
                  stem_t: str = "", stem_t1: str = "") -> np.ndarray:
         """Cached flow [H, W, 2] from frame t to t+1 (computed and stored on a miss)."""
@@ -70,6 +76,8 @@ class CachedFlow:
             if frame_t is None or flow.shape[:2] == frame_t.shape[:2]:
                 self.hits += 1
                 return flow
+        if frame_t is None or frame_t1 is None:
+            raise DataError(path, "flow not in the cache, and no frames to compute it from")
         flow = self.backend(frame_t, frame_t1, video=video, stem_t=stem_t, stem_t1=stem_t1)
         write_flo(path, flow)
         self.misses += 1

@@ -387,6 +387,7 @@ def evaluate_vspw_folder(root: str | os.PathLike, pred: str | os.PathLike, *, sp
     backend = make_flow_backend(flow) if tc_list else None
     if isinstance(backend, CachedFlow):  # flows first, frame pairs spread over the workers
         fill_flow_cache(backend, tc_frame_pairs(root, tc_list), workers=workers, progress=progress)
+        backend = backend.reading_only()  # every flow is on disk now: no frame decoding in the scoring pass
     tc_set = set(tc_list)
     jobs = [{"root": str(root), "pred": str(pred), "video": v, "stems": frames[v], "vc_lengths": vc_lengths,
              "protocol": protocol, "miou_rule": miou_rule, "tc": v in tc_set, "flow": backend,
