@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from vidseg.config import TrainConfig, reapply_explicit_overrides
 from vidseg.data import transforms as T
@@ -235,10 +236,11 @@ def _scored_frames(video: Any, preds: list[np.ndarray]) -> Iterator[ScoredFrame]
 
 
 def evaluate_videos(model: nn.Module, videos: Sequence[Any], device: torch.device | str | None = None, *,
-                    num_classes: int = 124, tc: bool = False, keep_predictions: bool = False
-                    ) -> tuple[dict[str, float], dict[str, list[np.ndarray]]]:
+                    num_classes: int = 124, tc: bool = False, keep_predictions: bool = False,
+                    desc: str | None = None) -> tuple[dict[str, float], dict[str, list[np.ndarray]]]:
     """mIoU, WIoU, mVC8, mVC16 (and TC with DIS flow) of ``model`` on reader videos with raw VSPW masks,
-    through the scoring loop :func:`vidseg.metrics.scoring.score_video`.
+    through the scoring loop :func:`vidseg.metrics.scoring.score_video`. ``desc``: show a progress bar over the
+    videos with this label.
 
     Returns:
         (metrics as fractions, {video: predictions} when ``keep_predictions``).
@@ -248,7 +250,7 @@ def evaluate_videos(model: nn.Module, videos: Sequence[Any], device: torch.devic
     tc_ev, flow = (TCEvaluator(num_classes), DISFlow()) if tc else (None, None)
     kept: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
-        for video in videos:
+        for video in tqdm(videos, desc=desc, unit="video", disable=desc is None, dynamic_ncols=True):
             preds = predict_video(model, video, device)
             score_video(video.name, _scored_frames(video, preds), ev, tc_ev, flow)
             if keep_predictions:

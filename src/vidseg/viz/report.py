@@ -71,11 +71,25 @@ class Image:
 
 @dataclass
 class Video:
-    """A video file (mp4, webm or gif): embedded when small (or when ``embed`` is True), else linked."""
+    """A video file (mp4, webm or gif): embedded when small (or when ``embed`` is True), else linked.
+
+    ``poster``: a uint8 [H, W, 3] frame shown before playback; ``width``: display width in CSS pixels (None:
+    the video's own). Play/pause and a frame slider sit below the picture, never over it.
+    """
 
     path: str | os.PathLike
     caption: str = ""
     embed: bool | None = None
+    poster: np.ndarray | None = None
+    width: int | None = None
+
+
+@dataclass
+class Legend:
+    """Colour swatches with names (e.g. the classes an overlay shows). ``entries``: (name, (r, g, b))."""
+
+    entries: Sequence[tuple[str, Sequence[int]]]
+    caption: str = ""
 
 
 @dataclass
@@ -93,6 +107,9 @@ h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:4px 10px}
 th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1em 0}figcaption{color:#555;font-size:90%}img,video{max-width:100%}
+video{display:block;image-rendering:pixelated}.vctl{margin:4px 0}.vctl input{width:60%;vertical-align:middle}
+.legend .sw{display:inline-block;margin:2px 10px 2px 0;font-size:90%}
+.legend i{display:inline-block;width:14px;height:14px;margin-right:4px;vertical-align:middle;border:1px solid #888}
 """
 
 
@@ -139,16 +156,19 @@ def render_plot(plot: Plot, dpi: int = 100) -> bytes:
 
         raise VidsegError("plots in reports need matplotlib: pip install 'vidseg[plots]'") from None
 
-    fig = Figure(figsize=(6.4, 3.6), dpi=dpi)
+    names = list(plot.series)
+    fig = Figure(figsize=(8.4 if len(names) > 1 else 6.4, 3.8), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    names = list(plot.series)
     for k, name in enumerate(names):
         x, y = _xy(plot.series[name])
         if plot.kind == "bar":
             width = 0.8 / max(1, len(names))
             ax.bar(np.arange(len(y)) + k * width, y, width=width, label=name)
-            ax.set_xticks(np.arange(len(y)) + 0.4 - width / 2, [str(v) for v in x])
+            labels = [str(v) for v in x]
+            turn = max(map(len, labels), default=0) > 4
+            ax.set_xticks(np.arange(len(y)) + 0.4 - width / 2, labels, rotation=20 if turn else 0,
+                          ha="right" if turn else "center")
         else:
             ax.plot(x, y, label=name)
     if plot.logy:
@@ -157,8 +177,8 @@ def render_plot(plot: Plot, dpi: int = 100) -> bytes:
     ax.set_xlabel(plot.xlabel)
     ax.set_ylabel(plot.ylabel)
     ax.grid(alpha=0.3)
-    if len(names) > 1:
-        ax.legend()
+    if len(names) > 1:  # outside the axes, so it never covers bars or curves
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     fig.tight_layout()
     return figure_png(fig)
 
@@ -172,15 +192,26 @@ def figure_png(fig: Any) -> bytes:
 
 def _image_html(item: Image) -> str:
     if isinstance(item.source, np.ndarray):
-        from PIL import Image as PILImage
-
-        buf = io.BytesIO()
-        PILImage.fromarray(item.source).save(buf, format="PNG")
-        return _figure_html(_data_uri(buf.getvalue(), "image/png"), item.caption)
+        return _figure_html(_png_uri(item.source), item.caption)
     path = Path(item.source)
     mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}.get(
         path.suffix.lower(), "application/octet-stream")
     return _figure_html(_data_uri(path.read_bytes(), mime), item.caption or path.name)
+
+
+_VIDEO_CONTROLS = (
+    '<div class="vctl"><button type="button" onclick="var v=this.parentNode.previousElementSibling;'
+    'v.paused?v.play():v.pause()">play / pause</button> <input type="range" min="0" max="1000" value="0" '
+    'aria-label="position" oninput="var v=this.parentNode.previousElementSibling;'
+    'if(v.duration)v.currentTime=v.duration*this.value/1000"></div>')
+
+
+def _png_uri(array: np.ndarray) -> str:
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.fromarray(array).save(buf, format="PNG")
+    return _data_uri(buf.getvalue(), "image/png")
 
 
 def _video_html(item: Video, report_dir: Path) -> str:
@@ -192,7 +223,20 @@ def _video_html(item: Video, report_dir: Path) -> str:
         src = _data_uri(path.read_bytes(), mime)
     else:
         src = html.escape(os.path.relpath(path.resolve(), report_dir.resolve()).replace(os.sep, "/"))
-    return _figure_html(src, item.caption or path.name, "img" if suffix == ".gif" else "video")
+    if suffix == ".gif":
+        return _figure_html(src, item.caption or path.name, "img")
+    width = f' width="{int(item.width)}"' if item.width else ""
+    poster = f' poster="{_png_uri(item.poster)}"' if item.poster is not None else ""
+    cap = html.escape(item.caption or path.name)
+    return (f'<figure><video loop muted playsinline preload="auto"{width}{poster} src="{src}"></video>'
+            f"{_VIDEO_CONTROLS}<figcaption>{cap}</figcaption></figure>")
+
+
+def _legend_html(item: Legend) -> str:
+    swatches = "".join(f'<span class="sw"><i style="background:rgb({int(c[0])},{int(c[1])},{int(c[2])})"></i>'
+                       f"{html.escape(name)}</span>" for name, c in item.entries)
+    cap = f"<figcaption>{html.escape(item.caption)}</figcaption>" if item.caption else ""
+    return f'<figure class="legend">{swatches}{cap}</figure>'
 
 
 def _item_html(item: Any, report_dir: Path) -> str:
@@ -204,6 +248,8 @@ def _item_html(item: Any, report_dir: Path) -> str:
         return _image_html(item)
     if isinstance(item, Video):
         return _video_html(item, report_dir)
+    if isinstance(item, Legend):
+        return _legend_html(item)
     if isinstance(item, str):
         return f"<p>{html.escape(item)}</p>"
     if hasattr(item, "savefig"):
