@@ -235,3 +235,20 @@ def test_split_listing_a_missing_video_is_one_error_and_writes_nothing(data, tmp
 def test_model_of_another_task_is_refused(data, tmp_path):
     with pytest.raises(ConfigError, match="davis needs a model of task 'object'"):
         run_predict(replace(_request(data, "vspw", tmp_path / "o"), benchmark="davis"))
+
+
+@pytest.mark.slow
+def test_torchrun_python_m_vidseg_predict_equals_one_process(data, tmp_path):
+    """The real launcher: ``torchrun --nproc_per_node 2 -m vidseg predict`` (gloo) against the CLI on one process."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["predict", "vipseg", "--root", str(data / "vipseg720"), "--model", "clip_panofcn_tiny", "--eval", "--quiet"]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "vidseg", *args, "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    one, two_files = _files(tmp_path / "one"), _files(tmp_path / "two")
+    assert sorted(one) == sorted(two_files) and [k for k in one if one[k] != two_files[k]] == []

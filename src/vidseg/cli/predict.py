@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows, ["rank", "videos", "frames", "written", "skipped", "seconds", "frames/s"]))
     metrics = result["metrics"]
     if metrics is not None:
-        from vidseg.inference.predict_report import HEADLINE
+        from vidseg.inference.predict_report import headline
 
-        head = [k for k in HEADLINE[args.benchmark] if isinstance(metrics.get(k), (int, float))]
-        print(format_table([[round(100 * float(metrics[k]), 2) for k in head]], head))
+        head = headline(args.benchmark, metrics)
+        print(format_table([[round(100 * v, 2) for v in head.values()]], list(head)))
         print(f"report: {Path(args.out) / 'report.html'}")
     if args.json:
         write_json(args.json, result)

@@ -29,8 +29,22 @@ from vidseg.viz.panoptic import overlay_panoptic
 from vidseg.viz.report import Image, Section, Table, write_report
 
 HEADLINE = {"vspw": ("mIoU", "WIoU", "mVC8", "mVC16", "pixel_acc"),
-            "vipseg": ("VPQ", "VPQ_final", "STQ", "AQ", "SQ", "IoU"),
+            "vipseg": ("VPQ_final", "STQ", "AQ", "SQ", "IoU"),
             "davis": ("J&F-Mean", "J-Mean", "J-Recall", "F-Mean", "F-Recall")}
+
+
+def headline(benchmark: str, metrics: dict[str, Any]) -> dict[str, float]:
+    """The benchmark's main numbers as fractions (VIPSeg: VPQ_final and VPQ^k over all classes, then STQ ...)."""
+    out: dict[str, float] = {}
+    for key in HEADLINE[benchmark]:
+        value = metrics.get(key)
+        if isinstance(value, dict):  # VIPSeg VPQ tables: {"all", "thing", "stuff"}
+            value = value.get("all")
+        if isinstance(value, (int, float)):
+            out[key] = float(value)
+        if key == "VPQ_final":
+            out.update({f"VPQ^{k}": float(v["all"]) for k, v in metrics.get("VPQ", {}).items()})
+    return out
 
 
 def vipseg_gt(root: Path, split: str) -> tuple[Path, Path]:
@@ -97,7 +111,7 @@ def write_predict_report(path: str | os.PathLike, benchmark: str, model: str, me
                          worst: tuple[str, list[tuple[str, float]]], videos: list[PredictVideo], out: Path, *,
                          num_worst: int = 5, num_overlays: int = 3) -> Path:
     """``report.html``: headline metrics, the worst videos and overlays of a few of them."""
-    head = [k for k in HEADLINE[benchmark] if isinstance(metrics.get(k), (int, float))]
+    head = headline(benchmark, metrics)
     score_name, rows = worst
     by_name = {v.name: v for v in videos}
     images = []
@@ -106,7 +120,7 @@ def write_predict_report(path: str | os.PathLike, benchmark: str, model: str, me
         images.append(Image(image, f"{name}/{stem} ({score_name} {100 * score:.1f})"))
     sections = [
         Section("Metrics", f"{benchmark.upper()} split scored by the official protocol (vidseg eval).",
-                [Table(head, [[100 * float(metrics[k]) for k in head]], caption="percent")]),
+                [Table(list(head), [[100 * v for v in head.values()]], caption="percent")]),
         Section("Worst videos", f"lowest {score_name} first",
                 [Table(["video", score_name], [[n, 100 * s] for n, s in rows[:num_worst]])]),
         Section("Overlays", "middle frame of the worst videos", images),
