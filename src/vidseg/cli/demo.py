@@ -7,7 +7,9 @@ import argparse
 from vidseg.cli.argtypes import nonnegative_int, positive_int
 
 HELP = ("Run the demo: generate synthetic VSPW data, train a SegFormer baseline and temporal models (CFFM, TCB) "
-        "on this CPU, evaluate mIoU/WIoU/mVC8/mVC16/TC, write summary.json and report.html.")
+        "on this CPU, evaluate mIoU/WIoU/mVC8/mVC16/TC; synthetic VIPSeg: Clip-PanoFCN vs PanopticFCN + IoU "
+        "association (VPQ, STQ); synthetic DAVIS: STCNN vs its spatial branch vs copying the first mask (J&F); "
+        "write summary.json and report.html.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iters", type=positive_int, default=d.iters, help="training iterations per model")
     parser.add_argument("--batch", type=positive_int, default=d.batch, help="clips per training batch")
     parser.add_argument("--no-tcb", action="store_true", help="skip the TCB model")
+    parser.add_argument("--parts", default="semantic,panoptic,vos",
+                        help="comma-separated demo parts: semantic (VSPW; --videos/--frames/--size/--iters/--batch "
+                             "size it), panoptic (VIPSeg), vos (DAVIS)")
     parser.add_argument("--basic", action="store_true",
                         help="no training: only write the synthetic dataset, an overlay video and a ground-truth "
                              "contact sheet")
@@ -57,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     d = DemoSize()
     size = DemoSize(videos=args.videos, frames=args.frames, height=height, width=width, iters=args.iters,
                     batch=args.batch, lr=d.lr)
-    summary = run_demo(args.out, size=size, tcb=not args.no_tcb, seed=args.seed, progress=not args.quiet)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    summary = run_demo(args.out, size=size, tcb=not args.no_tcb, seed=args.seed, progress=not args.quiet,
+                       parts=parts)
     print(f"wrote {args.out}/summary.json and {args.out}/report.html")
     if args.json:
         write_json(args.json, summary)

@@ -39,12 +39,16 @@ from vidseg.config import TrainConfig
 from vidseg.data.synth import generate
 from vidseg.data.vspw import VSPWDataset
 from vidseg.demo.data import DemoSize
+from vidseg.demo.panoptic import run_panoptic_part
 from vidseg.demo.report import METRICS, percent, write_demo_report
+from vidseg.demo.vos import run_vos_part
 from vidseg.engine.build import build_model, build_train_dataset, evaluate_videos
 from vidseg.engine.trainer import Trainer, seed_everything
+from vidseg.errors import ConfigError
 from vidseg.metrics.vspw import VSPWEvaluator
 from vidseg.models.checkpoint import load_state_dict
 from vidseg.tables import format_table, write_json
+from vidseg.viz.report import write_report
 
 
 @dataclass
@@ -69,8 +73,7 @@ DEFAULT_MODELS = (
     DemoModel("cffm_b0", "cffm_b0", {"embed_dim": 64, "drop_path_rate": 0.0}, init_from="segformer_b0 (baseline)",
               iter_scale=2 / 3),
 )
-TCB_MODEL = DemoModel("tcb_ppm_b0", "tcb_ppm_r101",
-                      {"encoder": "mit_b0", "channels": 64, "aux_channels": 32, "drop_path_rate": 0.0},
+TCB_MODEL = DemoModel("tcb_ppm_b0", "tcb_ppm_b0", {"channels": 64, "aux_channels": 32, "drop_path_rate": 0.0},
                       init_from="segformer_b0 (baseline)", init_rename={"backbone.": "encoder."}, iter_scale=2 / 3)
 
 
@@ -114,7 +117,7 @@ def _init_from(net: Any, source: dict[str, Any] | None, rename: dict[str, str] |
 
 
 def _train_and_eval(model: DemoModel, root: Path, out: Path, size: DemoSize, seed: int,
-                    source: dict[str, Any] | None = None) -> dict[str, Any]:
+                    source: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     cfg = demo_config(model, root, size, seed)
     run_dir = out / "runs" / model.name
     seed_everything(seed)
@@ -124,9 +127,12 @@ def _train_and_eval(model: DemoModel, root: Path, out: Path, size: DemoSize, see
     Trainer(cfg, net, build_train_dataset(cfg, net, run_dir), out_dir=run_dir).fit()
     train_s = time.perf_counter() - t0
     videos = list(VSPWDataset(root, "val").videos)
+    t0 = time.perf_counter()
     with torch.no_grad():
-        metrics, preds = evaluate_videos(net, videos, "cpu", tc=True, keep_predictions=True)
+        metrics, preds = evaluate_videos(net, videos, "cpu", tc=True, keep_predictions=True,
+                                         desc=f"evaluate {model.name}" if progress else None)
     return {"metrics": metrics, "predictions": preds, "train_seconds": train_s, "run_dir": run_dir,
+            "eval_seconds": time.perf_counter() - t0,
             "per_video_vc8": _per_video_vc(videos, preds, 8), "initialised_tensors": initialised,
             "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
 
@@ -141,22 +147,55 @@ def _per_video_vc(videos: Sequence[Any], preds: dict[str, list[np.ndarray]], n: 
     return out
 
 
+PARTS = ("semantic", "panoptic", "vos")
+
+
 def run_demo(out: str | os.PathLike = "demo_out", *, size: DemoSize | None = None, tcb: bool = True,
-             models: Sequence[DemoModel] | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+             models: Sequence[DemoModel] | None = None, seed: int = 0, progress: bool = True,
+             parts: Sequence[str] = PARTS) -> dict[str, Any]:
     """Run the demo into ``out``; returns the summary dictionary (also written to ``out/summary.json``).
 
     Args:
         out: output folder.
-        size: data/training sizes (default :class:`DemoSize`).
+        size: data/training sizes of the semantic part (default :class:`DemoSize`).
         tcb: also train the small TCB-PPM on MiT-B0 (on by default).
-        models: override the model list (first = baseline).
+        models: override the semantic model list (first = baseline).
         seed: data and training seed.
         progress: show progress bars.
+        parts: which parts to run: ``semantic`` (VSPW: SegFormer, CFFM, TCB), ``panoptic`` (VIPSeg:
+            :mod:`vidseg.demo.panoptic`), ``vos`` (DAVIS: :mod:`vidseg.demo.vos`); their summaries go under
+            ``models`` (semantic) and ``panoptic`` / ``vos``.
     """
-    size = size or DemoSize()
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise ConfigError(f"demo parts must be some of {', '.join(PARTS)}, got {', '.join(parts) or 'none'}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    summary: dict[str, Any] = {"parts": [p for p in PARTS if p in parts]}
+    sections: list[Any] = []
+    for part, runner in (("panoptic", run_panoptic_part), ("vos", run_vos_part)):
+        if part in parts:
+            summary[part], part_sections = runner(out, seed=seed, progress=progress)
+            sections.extend(part_sections)
+    semantic = None
+    if "semantic" in parts:
+        semantic = _run_semantic(out, size or DemoSize(), tcb, models, seed, progress)
+        summary.update(semantic["summary"])
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    write_json(out / "summary.json", summary)
+    if semantic is not None:
+        write_demo_report(out, semantic["root"], semantic["results"], summary, semantic["chosen"],
+                          extra_sections=sections)
+        print(format_summary(summary))
+    else:
+        write_report(out / "report.html", sections, title="vidseg demo")
+    return summary
+
+
+def _run_semantic(out: Path, size: DemoSize, tcb: bool, models: Sequence[DemoModel] | None, seed: int,
+                  progress: bool) -> dict[str, Any]:
+    """The semantic part: synthetic VSPW, the demo models trained and evaluated; summary entries and results."""
     root = out / "synthetic_vspw"
     generate("vspw", root, videos=size.videos, frames=size.frames, size=(size.height, size.width), seed=seed,
              val_fraction=0.34, overwrite=True, progress=progress)
@@ -177,12 +216,8 @@ def run_demo(out: str | os.PathLike = "demo_out", *, size: DemoSize | None = Non
                   "models": {m.label: {"registry": m.name, **m.kwargs, "init_from": m.init_from, "iters": m.iters(size),
                                        "initialised_tensors": results[m.label]["initialised_tensors"]}
                              for m in chosen}},
-        "seconds": round(time.perf_counter() - start, 1),
     }
-    write_json(out / "summary.json", summary)
-    write_demo_report(out, root, results, summary, chosen)
-    print(format_summary(summary))
-    return summary
+    return {"summary": summary, "root": root, "results": results, "chosen": chosen}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
