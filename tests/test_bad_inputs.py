@@ -264,7 +264,7 @@ CASES = {
                                     "video v1: an 'images' entry has no file_name"),
     "vipseg GT segment missing from the JSON": (
         lambda d: _vip_copy(d, "gtseg", lambda g: g["annotations"][0]["annotations"][0]["segments_info"].pop()),
-        "are in the PNG but not in the GT JSON"),
+        "GT JSON, video v1: tube IoU > 1 for GT segment 7 in frames 1..2"),
     # info --check: every file a command reads
     "info --check corrupt mp4": (lambda d: ["info", d.corrupt_mp4, "--check", "--quiet"], "corrupt video data"),
     "segment corrupt mp4": (lambda d: ["segment", d.corrupt_mp4, "--model", "segformer_b0", "--weights", d.seg_w,

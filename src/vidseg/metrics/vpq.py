@@ -244,7 +244,10 @@ def video_pq_stats(va: VideoArrays, k: int, num_categories: int, gt_area: str = 
              & (g.cat[:, pg] == p.cat[:, pp]))
     union = p.area[:, pp] + g.area[:, pg] - inter - void[:, pp]
     if (valid & (inter > union)).any():
-        raise DataError("ground truth JSON", "tube IoU > 1: the JSON areas are smaller than the PNG segments")
+        wi, qi = np.argwhere(valid & (inter > union))[0]
+        raise DataError("ground truth JSON", f"tube IoU > 1 for GT segment {int(va.gt.ids[pg[qi]])} in frames "
+                        f"{wi + 1}..{wi + k}: its JSON areas are smaller than its PNG pixels (missing from a "
+                        "frame's segments_info, or a wrong area)")
     tp = valid & (2 * inter > union)
     wi, qi = np.nonzero(tp)  # row-major: windows in order, pairs by ascending (gt id, pred id)
     cats = g.cat[wi, pg[qi]]
@@ -289,7 +292,11 @@ def video_vpq(frames: Sequence[FrameTable], cats: PanopticCategories, ks: Sequen
               gt_area: str = "json", short_videos: str = "skip") -> dict[int, PQStats]:
     """VPQ statistics of one video for every window length in ``ks`` (frames decoded once)."""
     va = VideoArrays.from_frames(frames, cats)
-    return {k: video_pq_stats(va, k, len(cats), gt_area, short_videos) for k in ks}
+    try:
+        return {k: video_pq_stats(va, k, len(cats), gt_area, short_videos) for k in ks}
+    except DataError as exc:  # name the video (frame names are "<video>/<frame>")
+        video = frames[0].name.split("/")[0] if frames else "?"
+        raise DataError(f"GT JSON, video {video}", exc.problem) from None
 
 
 # ----------------------------------------------------------------------------------------------------------
