@@ -146,3 +146,16 @@ def test_davis_csvs_only_on_request(tmp_path):
 def test_vipseg_gt_json_help_names_the_converter_output():
     text = _subparser(build_parser(), "eval", "vipseg").format_help().replace("\n", " ")
     assert "panoptic_gt_VIPSeg.json" in text.replace(" ", "").replace("panoptic_gt_VIPSeg.jsonas", "panoptic_gt_VIPSeg.json ")
+
+
+def test_info_reports_each_photo_size_hxw(tmp_path, capsys):
+    from vidseg.cli.main import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(30, 40), (30, 40), (50, 20)]):
+        Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(folder / f"{i}.jpg")
+    assert main(["info", str(folder), "--quiet"]) == 0
+    assert "30x40 (2), 50x20 (1)" in capsys.readouterr().out
+    assert main(["info", str(folder), "--quiet", "--check"]) == 1
+    assert "frame size 50x20 differs from the first frame's 30x40 (HxW)" in capsys.readouterr().out

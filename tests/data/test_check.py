@@ -54,7 +54,7 @@ def test_vspw_every_problem_listed(tmp_path):
         r"00000003.jpg: unreadable or truncated",
         r"00000001.png: image mode is RGB, expected L",
         r"00000002.png: label values \[180\] outside",
-        r"00000003.png: mask size 40x20 differs from frame",
+        r"00000003.png: mask size 20x40 differs from frame",
         r"hollow/origin: empty video folder",
         r"val.txt: names video 'ghost_video'",
     ]

@@ -108,7 +108,7 @@ def test_wrong_mode_and_out_of_range_and_size(tmp_path):
     with pytest.raises(DataError, match=r"00000002.png: label values \[200\] outside"):
         video.load_label(1)
     save_png(video.masks[2], np.ones((20, 40), np.uint8), mode="L")
-    with pytest.raises(DataError, match="00000003.png: mask size 40x20 differs from frame"):
+    with pytest.raises(DataError, match="00000003.png: mask size 20x40 differs from frame"):
         video.load_sample(2)
 
 

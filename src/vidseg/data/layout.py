@@ -196,8 +196,8 @@ def image_size(path: Path, oriented: bool = False) -> tuple[int, int]:
 def check_same_size(frame_path: Path, frame_hw: tuple[int, int], mask_path: Path, mask_hw: tuple[int, int]) -> None:
     """DataError naming the mask if its size differs from the frame's."""
     if tuple(frame_hw) != tuple(mask_hw):
-        raise DataError(mask_path, f"mask size {mask_hw[1]}x{mask_hw[0]} differs from frame {frame_path.name} "
-                        f"size {frame_hw[1]}x{frame_hw[0]} (WxH)")
+        raise DataError(mask_path, f"mask size {mask_hw[0]}x{mask_hw[1]} differs from frame {frame_path.name} "
+                        f"size {frame_hw[0]}x{frame_hw[1]} (HxW)")
 
 
 class VideoDataset(Sequence):

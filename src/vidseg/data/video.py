@@ -175,8 +175,8 @@ class FrameFolder:
         """Frame ``index`` as uint8 RGB [H, W, 3]; DataError if unreadable or of another size."""
         frame = read_image(self.frames[index], "RGB")
         if frame.shape[:2] != self.size:
-            raise DataError(self.frames[index], f"frame size {frame.shape[1]}x{frame.shape[0]} differs from "
-                            f"the first frame's {self.size[1]}x{self.size[0]} (WxH)")
+            raise DataError(self.frames[index], f"frame size {frame.shape[0]}x{frame.shape[1]} differs from "
+                            f"the first frame's {self.size[0]}x{self.size[1]} (HxW)")
         return frame
 
     def __iter__(self) -> Iterator[np.ndarray]:

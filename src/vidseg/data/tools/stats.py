@@ -17,7 +17,7 @@ import numpy as np
 from vidseg.categories import IGNORE_LABEL, vipseg_categories
 from vidseg.data.davis import DAVISDataset, masks_are_binary
 from vidseg.data.layout import detect_layout, image_size
-from vidseg.data.video import open_video
+from vidseg.data.video import FrameFolder, open_video
 from vidseg.data.vipseg import VIPSeg720Dataset, VIPSegRawDataset
 from vidseg.data.vspw import VSPWDataset
 
@@ -145,5 +145,10 @@ def dataset_stats(path: str | os.PathLike, layout: str | None = None, labels: bo
 def _video_stats(path: Path, layout: str) -> dict:
     video = open_video(path)
     h, w = video.size
+    if isinstance(video, FrameFolder):  # photos may differ in size: each distinct size (from the file headers)
+        sizes = Counter("{}x{}".format(*image_size(frame, oriented=True)) for frame in video.frames)
+        resolutions = dict(sizes.most_common())
+    else:  # a video file has one frame size
+        resolutions = {f"{h}x{w}": video.num_frames}
     return {"path": str(path), "layout": layout, "videos": 1, "frames": video.num_frames, "fps": video.fps,
-            "resolutions": {f"{h}x{w}": video.num_frames}, "duration_s": video.duration, "codec": video.codec}
+            "resolutions": resolutions, "duration_s": video.duration, "codec": video.codec}
