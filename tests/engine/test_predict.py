@@ -200,10 +200,11 @@ def test_killed_run_resumes_with_unfinished_videos(data, tmp_path, monkeypatch):
     assert not (out / second).exists() and not (out / f".vidseg-done-{second}.json").exists()
     with pytest.raises(DataError, match="not completed"):
         merge_outputs("davis", list_videos("davis", data / "davis"), out)
-    monkeypatch.setattr(predict_mod, "segment_object_video", real)
     calls.clear()
+    monkeypatch.setattr(predict_mod, "segment_object_video",
+                        lambda *a, **kw: (calls.append(a[1].name), real(*a, **kw))[1])
     res = run_predict(_request(data, "davis", out))
-    assert [r["skipped"] for r in res["ranks"]] == [4] and res["ranks"][0]["written"] == 4
+    assert res["resumed_videos"] == 1 and res["ranks"][0]["written"] == 4 and calls == [second]
     assert _files(out) == _files(ref)
 
 
@@ -214,7 +215,7 @@ def test_folder_of_another_run_is_refused(data, tmp_path):
     with pytest.raises(DataError, match="different run.*--overwrite"):
         run_predict(replace(req, settings=replace(req.settings, size_divisor=1)))
     res = run_predict(req)  # the same run resumes: nothing is predicted again
-    assert res["ranks"][0]["written"] == 0
+    assert res["ranks"][0]["written"] == 0 and res["resumed_videos"] == 2
 
 
 def test_split_listing_a_missing_video_is_one_error_and_writes_nothing(data, tmp_path):

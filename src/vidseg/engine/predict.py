@@ -2,7 +2,7 @@
 
 Under ``torchrun --nproc_per_node N -m vidseg predict ...`` every rank loads the model, takes its share of the
 videos (balanced by frame count, :func:`vidseg.inference.predict.balance`) and writes them; rank 0 checks the
-output folder's provenance first (everyone waits), merges after a barrier and scores. The written files do not
+output folder's provenance first (everyone waits), merges when every rank is done and scores. The written files do not
 depend on N.
 """
 
@@ -16,7 +16,6 @@ import torch
 
 from vidseg.engine.distributed import (
     DistInfo,
-    barrier,
     gather_objects,
     init_distributed,
     shutdown_distributed,
@@ -26,6 +25,7 @@ from vidseg.inference.predict import (
     TASK_OF,
     balance,
     list_videos,
+    marker_path,
     merge_outputs,
     output_patterns,
     predict_share,
@@ -131,29 +131,33 @@ def _prepare_on_main(req: PredictRequest, info: DistInfo) -> None:
 
 
 def run_predict(req: PredictRequest) -> dict[str, Any]:
-    """Predict (and score) a split on this process's share; returns ``{"ranks": [...], "metrics": ...}``.
+    """Predict (and score) a split on this process's share.
 
-    Every process calls it (one process without torchrun). Only rank 0 returns the metrics.
+    Every process calls it (one process without torchrun). The videos still to do (no completion marker) are
+    balanced over the ranks by frame count, so a resumed run spreads only the remaining work.
+
+    Returns:
+        ``{"ranks": [per-rank summary], "resumed_videos": videos already complete, "metrics": dict | None}``;
+        only rank 0 gets the metrics.
     """
     check_task(req.benchmark, req.model)
     info: DistInfo = init_distributed("cuda" if req.device == "cuda" else "cpu")
     try:
         videos = list_videos(req.benchmark, req.root, req.split, davis_year=req.davis_year)
         _prepare_on_main(req, info)
-        share = balance([v.num_frames for v in videos], info.world_size)[info.rank]
+        pending = [v for v in videos if not marker_path(req.out, v.name).is_file()]
+        share = balance([v.num_frames for v in pending], info.world_size)[info.rank]
         predictor = build_predictor(req, info.device)
         with torch.inference_mode():
-            summary = predict_share(req.benchmark, predictor, [videos[i] for i in share], req.out, rank=info.rank,
+            summary = predict_share(req.benchmark, predictor, [pending[i] for i in share], req.out, rank=info.rank,
                                     progress=req.progress, position=info.rank if info.distributed else None)
-        ranks = gather_objects(summary)
-        barrier()
-        result: dict[str, Any] = {"ranks": ranks, "metrics": None}
-        if info.is_main:
+        ranks = gather_objects(summary)  # also the barrier: every rank has finished its videos
+        result: dict[str, Any] = {"ranks": ranks, "resumed_videos": len(videos) - len(pending), "metrics": None}
+        if info.is_main:  # the other ranks end here; rank 0 merges and scores alone (no collective timeout)
             merge_outputs(req.benchmark, videos, req.out)
-            write_json(req.out / "predict_summary.json", {"ranks": ranks, "world_size": info.world_size})
+            write_json(req.out / "predict_summary.json", {**result, "world_size": info.world_size})
             if req.evaluate:
                 result["metrics"] = _evaluate(req, videos)
-        barrier()
         return result
     finally:
         shutdown_distributed()
