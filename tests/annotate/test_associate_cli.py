@@ -71,17 +71,37 @@ def test_frame_instances_keys_per_category() -> None:
     assert cats == {int(ids[0, 0]): 3, int(ids[0, 1]): 3, int(ids[0, 2]): 5}
 
 
-def test_panofcn_baseline_uses_iou_association_and_identical_frames_keep_ids() -> None:
+def test_panofcn_baseline_uses_iou_association(monkeypatch) -> None:
+    """The baseline predictor links per-frame instances by IoU: clip_inference is replaced by hand-made frames
+    whose instance indices swap between frames while the boxes move by 2 px; the output tracks must not swap."""
+    import vidseg.inference.panoptic_assoc as assoc
+    from vidseg.models.panoptic.inference import ClipPanoptic
+
     assert get_entry("panofcn_r50").predictor.endswith(":AssociatedFramePredictor")
+    calls = []
+
+    def fake_clip_inference(model, outputs, settings):
+        t = len(calls)
+        calls.append(t)
+        category = torch.full((1, 32, 48), 3, dtype=torch.long)  # stuff everywhere
+        instance = torch.full((1, 32, 48), -1, dtype=torch.long)
+        for k, x in enumerate((2, 24)):
+            category[0, 4:12, x + 2 * t:x + 2 * t + 8] = 60
+            instance[0, 4:12, x + 2 * t:x + 2 * t + 8] = (k + t) % 2  # swapped every frame
+        return ClipPanoptic(category, instance)
+
+    monkeypatch.setattr(assoc, "clip_inference", fake_clip_inference)
     torch.manual_seed(0)
-    model = load_model("clip_panofcn_tiny")
-    predictor = make_predictor("panofcn_r50", model)
+    predictor = make_predictor("panofcn_r50", load_model("clip_panofcn_tiny"))
     assert isinstance(predictor, AssociatedFramePredictor) and predictor.clip_length == 1
-    frame = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
-    preds = list(predictor.predict([frame, frame, frame]))
+    frames = [np.zeros((32, 48, 3), np.uint8)] * 3
+    preds = list(predictor.predict(frames))
     assert [p.index for p in preds] == [0, 1, 2]
-    for p in preds[1:]:  # the same frame gives the same masks, so association keeps every id
-        np.testing.assert_array_equal(p.ids, preds[0].ids)
+    left = [int(p.ids[6, 2 + 2 * t + 1]) for t, p in enumerate(preds)]
+    right = [int(p.ids[6, 24 + 2 * t + 1]) for t, p in enumerate(preds)]
+    assert len(set(left)) == 1 and len(set(right)) == 1 and left[0] != right[0]
+    assert left[0] // 1000 == 61 and left[0] % 1000 in (1, 2)  # library id of category 60, a track
+    assert int(preds[0].ids[20, 40]) == 4000  # stuff: (3 + 1) * 1000
 
 
 def test_overlay_panoptic_colours_per_track_and_legend() -> None:
