@@ -177,3 +177,14 @@ def test_flow_files_and_farneback_match_their_backends(tmp_path: Path) -> None:
         np.testing.assert_array_equal(read_image(tmp_path / "a" / "mask" / name), read_image(tmp_path / "b" / "mask" / name))
     far = pf.make_pair_flow("farneback", images)
     assert far(0, 1).shape == (*SIZE, 2) and np.isfinite(far(1, 0)).all()
+
+
+@pytest.mark.parametrize(("flow", "words"), [(["--flow", "raft"], ["--flow-weights"]),
+                                             (["--flow", "dis:slowest"], ["slowest"]),
+                                             (["--flow", "no_such_flows"], ["no_such_flows", "not found"])])
+def test_bad_flow_is_refused_before_anything_is_written(tmp_path: Path, capsys, flow, words) -> None:
+    frames, keys, _ = _video(tmp_path, [0, 12])
+    out = tmp_path / "out"
+    _one_line_error(["annotate", "propagate", str(frames), "--keyframes", str(keys), "--out", str(out), *flow],
+                    capsys, *words)
+    assert not out.exists()

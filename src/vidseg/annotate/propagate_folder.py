@@ -138,13 +138,10 @@ def make_pair_flow(spec: Any, frames: Any, stems: Sequence[str] | None = None, *
     """
     names = list(stems) if stems is not None else None
     cache: dict[tuple[int, int], np.ndarray] = {}
-    folder = Path(spec) if isinstance(spec, (str, os.PathLike)) and Path(spec).is_dir() else None
+    backend = resolve_flow(spec, weights, device)
+    folder = Path(backend) if isinstance(backend, (str, os.PathLike)) else None
     if folder is not None:
-        if weights is not None:
-            raise ConfigError("--flow-weights is for --flow raft; flow files take no weights")
         forward, backward = FileFlow(folder), (FileFlow(folder / "backward") if (folder / "backward").is_dir() else None)
-    else:
-        backend = build_flow_backend(spec, weights=weights, device=device)
 
     def flow(i: int, j: int) -> np.ndarray:
         if (i, j) not in cache:
@@ -163,10 +160,21 @@ def make_pair_flow(spec: Any, frames: Any, stems: Sequence[str] | None = None, *
     return flow
 
 
+def resolve_flow(spec: Any, weights: Any = None, device: str = "cpu") -> Any:
+    """A flow folder (returned as is) or a built backend (:func:`vidseg.flow.build_flow_backend`), checked now."""
+    if isinstance(spec, (str, os.PathLike)) and Path(spec).is_dir():
+        if weights is not None:
+            raise ConfigError("--flow-weights is for --flow raft; flow files take no weights")
+        return spec
+    return build_flow_backend(spec, weights=weights, device=device)
+
+
 def flow_identity(spec: Any, weights: Any) -> str:
     """What the flow is, for provenance: the spec, the weights' SHA-256, and a flow folder's content hash."""
     if isinstance(spec, (str, os.PathLike)) and Path(spec).is_dir():
         return f"files:{weights_sha256(spec)}"
+    if not isinstance(spec, (str, os.PathLike)):  # a backend object: its class (the caller keeps it the same)
+        return f"object:{type(spec).__module__}.{type(spec).__qualname__}"
     return f"{spec}:{weights_sha256(weights)}" if weights is not None else str(spec)
 
 
@@ -211,7 +219,7 @@ class _Run:
         self.size = frame_size(frames[0])
         self.keys = {k: load_keyframe(p, self.size, num_classes) for k, p in sorted(keyfiles.items())}
         self.key_sha = {k: file_sha256(p) for k, p in keyfiles.items()}
-        self.flow_spec, self.weights, self.device = flow, weights, device
+        self.flow_spec = resolve_flow(flow, weights, device)  # checked (and RAFT loaded) once, before any writing
         self.options = {"flow": flow_identity(flow, weights), "tolerance": tolerance, "num_classes": num_classes}
         self.tolerance = tolerance
         self.reader = FrameReader(frames, self.size)
@@ -288,7 +296,7 @@ def _propagate_interval(run: _Run, a: int | None, b: int | None, inner: list[int
     if a == b:  # a key frame: its own labels, no spots
         run.write_frame(a, run.keys[a], np.zeros(run.size, dtype=bool), source)
         return
-    flow = make_pair_flow(run.flow_spec, run.reader, run.stems, weights=run.weights, device=run.device)
+    flow = make_pair_flow(run.flow_spec, run.reader, run.stems)
     window = list(range(lo, hi + 1))
     keyframes = {t - lo: run.keys[t] for t in (a, b) if t is not None}
     result = propagate_keyframes(window, keyframes, lambda i, j: flow(i, j), tolerance=run.tolerance)
