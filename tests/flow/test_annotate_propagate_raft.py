@@ -1,6 +1,7 @@
 """``vidseg annotate propagate --flow raft-small --flow-weights W`` and a RAFT backend object drive the command
-(both slow on CPU: about 30 s on the shared machine): zero-flow RAFT carries each key frame unchanged, so the nearer key frame's labels come out exactly, and
-the spots are exactly where the two key frames disagree; the weights enter provenance."""
+(both slow on CPU: about 30 s on the shared machine): zero-flow RAFT carries each key frame unchanged, so the
+nearer key frame's labels come out exactly and the spots are exactly where the two key frames disagree; the
+weights enter provenance."""
 
 from __future__ import annotations
 
