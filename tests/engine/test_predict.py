@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import socket
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from vidseg.engine.predict import PredictRequest, run_predict
 from vidseg.errors import ConfigError, DataError
 from vidseg.inference import predict as predict_mod
 from vidseg.inference.predict import balance, list_videos, merge_outputs
+from vidseg.inference.predict_report import per_video_scores
+from vidseg.metrics.vspw import evaluate_vspw_folder
 from vidseg.models import official_settings
 
 SIZE = (48, 64)
@@ -91,13 +94,23 @@ def test_vspw_layout_scored_by_vidseg_eval(data, tmp_path):
         assert sorted(p.stem for p in (out / v).glob("*.png")) == stems
         with Image.open(out / v / f"{stems[0]}.png") as img:
             assert img.mode == "P" and img.size == (SIZE[1], SIZE[0])
-    assert main(["eval", "vspw", "--root", str(data / "vspw"), "--pred", str(out), "--json",
-                 str(tmp_path / "eval.json"), "--quiet"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the hidden state files are no "extra predictions"
+        assert main(["eval", "vspw", "--root", str(data / "vspw"), "--pred", str(out), "--json",
+                     str(tmp_path / "eval.json"), "--quiet", "--protocol", "strict"]) == 0
     again = json.loads((tmp_path / "eval.json").read_text())
     written = json.loads((out / "metrics.json").read_text())
     assert written["mIoU"] == pytest.approx(again["mIoU"]) == pytest.approx(res["metrics"]["mIoU"])
     html = (out / "report.html").read_text()
     assert "Worst videos" in html and html.count("<img") == 2
+    # the worst-videos table (score_video per video) against the folder evaluator run on one-video splits
+    name, rows = per_video_scores("vspw", data / "vspw", out, written, list_videos("vspw", data / "vspw"))
+    assert name == "mIoU" and [s for _, s in rows] == sorted(s for _, s in rows)
+    for video, score in rows:
+        (data / "vspw" / f"only_{video}.txt").write_text(video + "\n")
+        with pytest.warns(UserWarning, match="without ground truth"):  # the other video's folder
+            alone = evaluate_vspw_folder(data / "vspw", out, split=f"only_{video}", progress=False)
+        assert score == pytest.approx(alone["mIoU"])
 
 
 def _rgb_ids(path: Path) -> np.ndarray:
@@ -135,7 +148,7 @@ def test_vipseg_is_the_official_submission_format(data, tmp_path):
                 assert (s["area"], s["iscrowd"], s["category_id"]) == (int(n), 0, int(i) // 1000 - 1)
                 assert 0 <= s["category_id"] < 124
     assert main(["eval", "vipseg", "--gt-json", str(data / "vipseg720" / "panoptic_gt_VIPSeg_val.json"),
-                 "--gt-dir", str(data / "vipseg720" / "panomasksRGB"), "--pred", str(out), "--quiet"]) == 0
+                 "--gt-dir", str(data / "vipseg720" / "panomasksRGB"), "--pred", str(out), "--quiet", "--protocol", "strict"]) == 0
     assert "STQ" in json.loads((out / "metrics.json").read_text())
 
 
@@ -147,7 +160,7 @@ def test_davis_results_folder_scored_by_vidseg_eval(data, tmp_path):
         assert sorted(p.name for p in (out / seq).glob("*.png")) == gt
         with Image.open(out / seq / gt[1]) as img:
             assert img.mode == "P"
-    assert main(["eval", "davis", "--davis", str(data / "davis"), "--results", str(out), "--quiet"]) == 0
+    assert main(["eval", "davis", "--davis", str(data / "davis"), "--results", str(out), "--quiet", "--protocol", "strict"]) == 0
     assert "J&F-Mean" in json.loads((out / "metrics.json").read_text())
 
 
