@@ -150,11 +150,16 @@ def test_vipseg_is_the_official_submission_format(data, tmp_path):
     assert main(["eval", "vipseg", "--gt-json", str(data / "vipseg720" / "panoptic_gt_VIPSeg_val.json"),
                  "--gt-dir", str(data / "vipseg720" / "panomasksRGB"), "--pred", str(out), "--quiet", "--protocol", "strict"]) == 0
     assert "STQ" in json.loads((out / "metrics.json").read_text())
+    assert (out / "report.html").read_text().count("<img") == 2
 
 
 def test_davis_results_folder_scored_by_vidseg_eval(data, tmp_path):
     out = tmp_path / "davis"
-    run_predict(_request(data, "davis", out, evaluate=True))
+    assert main(["predict", "davis", "--root", str(data / "davis"), "--model", "stcnn_small", "--out", str(out),
+                 "--eval", "--quiet", "--json", str(tmp_path / "run.json")]) == 0  # the command itself
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["ranks"][0]["frames"] == 8 and "J&F-Mean" in run["metrics"]
+    assert (out / "report.html").read_text().count("<img") == 2
     for seq in (data / "davis" / "ImageSets" / "2017" / "val.txt").read_text().split():
         gt = sorted(p.name for p in (data / "davis" / "Annotations" / "480p" / seq).glob("*.png"))
         assert sorted(p.name for p in (out / seq).glob("*.png")) == gt
