@@ -43,6 +43,10 @@ class ToySegmenter(nn.Module):
         return self.backbone(image), image.mean(dim=(2, 3))
 
     def decode_clip(self, features, image_size):
+        low = self.decode_clip_lowres(features, image_size)
+        return F.interpolate(low, size=tuple(image_size), mode="bilinear", align_corners=False)
+
+    def decode_clip_lowres(self, features, image_size):
         n = len(features)
         w = self.mix[-n:].softmax(0)
         blended = sum(w[i] * features[i][0] for i in range(n))
@@ -51,7 +55,7 @@ class ToySegmenter(nn.Module):
             current = blended.mean(dim=(0, 2, 3)).detach()
             self.memory = current if self.memory is None else 0.5 * self.memory + 0.5 * current
             blended = blended + self.memory[None, :, None, None]
-        return F.interpolate(self.head(blended), size=tuple(image_size), mode="bilinear", align_corners=False)
+        return self.head(blended)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         b, t = frames.shape[:2]

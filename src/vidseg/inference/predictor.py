@@ -32,8 +32,10 @@ from vidseg.data.transforms import NORMALIZATIONS, Normalization
 from vidseg.data.video import FrameFolder, open_video
 from vidseg.errors import DataError
 from vidseg.inference.cache import FrameCache
+from vidseg.inference.fast_argmax import upsample_argmax
 from vidseg.inference.rules import Reach, rule_for_model, rule_reach
 from vidseg.inference.tta import TTA, Variant, logits_to_probs, prepare_view, resize_view, variant_size
+from vidseg.models.heads.common import resize
 
 VideoInput = str | os.PathLike | Iterable[np.ndarray]
 SkipFn = Callable[[int, str], bool]
@@ -100,6 +102,9 @@ class VideoPredictor:
         return_logits: attach logits [K, H, W] to each prediction (single view only).
         return_probs: attach softmax probabilities [K, H, W].
         keep_images: attach the input frame.
+        fast_argmax: when only labels are wanted (one unflipped view, no logits / probabilities), upsample only
+            the classes that can win (:func:`vidseg.inference.fast_argmax.upsample_argmax`; the same labels as
+            resizing all logits then taking the argmax). False: the plain path (for comparisons).
 
     Example::
 
@@ -112,7 +117,7 @@ class VideoPredictor:
                  tta: TTA | None = None, img_scale: tuple[int, int] | None = None, size_divisor: int = 1,
                  normalization: Normalization = NORMALIZATIONS["mmseg"], short_video: str = "clamp",
                  rule: ClipSampler | None = None, return_logits: bool = False, return_probs: bool = False,
-                 keep_images: bool = False) -> None:
+                 keep_images: bool = False, fast_argmax: bool = True) -> None:
         self.model = model if device is None else model.to(device)
         self.model.eval()
         self.device = _model_device(self.model) if device is None else torch.device(device)
@@ -127,6 +132,7 @@ class VideoPredictor:
         self.return_logits = return_logits
         self.return_probs = return_probs
         self.keep_images = keep_images
+        self.fast_argmax = fast_argmax
         self.last_stream: VideoStream | None = None
 
     @property
@@ -169,6 +175,9 @@ class VideoStream:
         self.size: tuple[int, int] | None = None
         self.encoded = 0  # encode_frame calls (all views)
         self.stateful = bool(predictor.model.stateful)
+        v0 = predictor.variants[0]
+        self.labels_only = (predictor.fast_argmax and len(predictor.variants) == 1 and not v0.flip
+                            and not (predictor.return_probs or force_probs or predictor.return_logits))
         predictor.model.reset_state()
 
     @property
@@ -240,6 +249,8 @@ class VideoStream:
         except IndexError as exc:  # e.g. TCB's official rule on a video of fewer than 9 frames
             raise DataError(name, f"no test clip for frame {t} of a {self.num_read}-frame video: {exc}") from None
         size = (frame.shape[0], frame.shape[1])
+        if self.labels_only:
+            return self._predict_labels(t, clip, size, image, skipped)
         views = []
         for k, v in enumerate(self.p.variants):
             feats = [self._features(k, i) for i in clip]
@@ -251,18 +262,35 @@ class VideoStream:
         labels, logits, probs = self._combine(views, size)
         return FramePrediction(t, name, clip, labels, logits=logits, probs=probs, image=image)
 
+    def _predict_labels(self, t: int, clip: tuple[int, ...], size: tuple[int, int], image: np.ndarray | None,
+                        skipped: bool) -> FramePrediction:
+        """One unflipped view, labels only: low-resolution logits -> :func:`upsample_argmax` (same labels)."""
+        name = self.frames[t][1]
+        vsize = variant_size(size, 1.0, self.p.img_scale, self.p.size_divisor)
+        low = self.p.model.decode_clip_lowres([self._features(0, i) for i in clip], vsize)
+        self._trim(t)
+        if skipped:
+            return FramePrediction(t, name, clip, image=image, skipped=True)
+        labels = upsample_argmax(low[:1], [vsize, size])
+        return FramePrediction(t, name, clip, _label_array(labels, low.shape[1]), image=image)
+
     def _combine(self, views: list[tuple[Variant, torch.Tensor]], size: tuple[int, int]
                  ) -> tuple[np.ndarray, torch.Tensor | None, torch.Tensor | None]:
         """Labels (and the requested logits / probabilities) from the views' logits [1, K, h, w]."""
         want_probs = self.p.return_probs or self.force_probs
         v0, l0 = views[0]
-        direct = len(views) == 1 and not v0.flip and tuple(l0.shape[-2:]) == size
-        logits = l0[0].float() if direct else None
+        direct = len(views) == 1 and not v0.flip  # labels: logits resized to the frame size, then argmax
+        logits = resize(l0, size)[0].float() if direct else None
         probs = None
         if not direct or want_probs:
             probs = torch.stack([logits_to_probs(lg, size, v.flip)[0] for v, lg in views]).mean(0)
         scores = logits if logits is not None else probs
-        labels = scores.argmax(0).cpu().numpy().astype(np.uint8 if scores.shape[0] <= 256 else np.int32)
+        labels = _label_array(scores.argmax(0), scores.shape[0])
         return (labels,
                 logits.cpu() if (self.p.return_logits and logits is not None) else None,
                 probs.cpu() if (want_probs and probs is not None) else None)
+
+
+def _label_array(labels: torch.Tensor, num_classes: int) -> np.ndarray:
+    """int64 labels [H, W] -> numpy uint8 (int32 when there are more than 256 classes)."""
+    return labels.cpu().numpy().astype(np.uint8 if num_classes <= 256 else np.int32)

@@ -71,6 +71,11 @@ class VideoSegmenter(Protocol):
     def decode_clip(self, features: Sequence[Any], image_size: tuple[int, int]) -> torch.Tensor:
         """Logits of the target (last) frame, [B, K, H, W] at ``image_size``, from per-frame features."""
 
+    def decode_clip_lowres(self, features: Sequence[Any], image_size: tuple[int, int]) -> torch.Tensor:
+        """The target's logits before their final bilinear resize: [B, K, h, w] such that ``decode_clip`` is
+        ``heads.common.resize(decode_clip_lowres(...), image_size)`` (lets inference upsample only what it needs).
+        """
+
     def support_features(self, features: Any) -> Any:
         """What a frame's features keep once it was decoded as a target and only serves as a support."""
 
@@ -93,6 +98,10 @@ class SegmenterDefaults:
     test_rule: str = "offsets"
     offline_support_offsets: tuple[int, ...] = ()
     stateful: bool = False
+
+    def decode_clip_lowres(self, features: Sequence[Any], image_size: tuple[int, int]) -> torch.Tensor:
+        """No lower-resolution logits known: ``decode_clip`` itself ([B, K, H, W] at ``image_size``)."""
+        return self.decode_clip(features, image_size)  # type: ignore[attr-defined]
 
     def support_features(self, features: Any) -> Any:
         """All features are kept (identity)."""

@@ -66,7 +66,11 @@ class ImageSegmenter(SegmenterDefaults, nn.Module):
 
     def decode_clip(self, features: Sequence[Any], image_size: tuple[int, int]) -> torch.Tensor:
         """Only the last (target) frame's features are used -> logits [B, K, H, W] at ``image_size``."""
-        return resize(self.decode_head(features[-1]), image_size)
+        return resize(self.decode_clip_lowres(features, image_size), image_size)
+
+    def decode_clip_lowres(self, features: Sequence[Any], image_size: tuple[int, int]) -> torch.Tensor:
+        """The head's logits of the last frame at its own resolution (``decode_clip`` before its resize)."""
+        return self.decode_head(features[-1])
 
     def _train_outputs(self, feats: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {"logits": self.decode_head(feats)}

@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vidseg.models.backbones.mit import MiT
 from vidseg.models.base import SegmenterDefaults
-from vidseg.models.heads.common import check_clip
+from vidseg.models.heads.common import check_clip, resize
 from vidseg.models.heads.segformer_head import SegFormerHead
 from vidseg.models.losses import PixelLoss
 
@@ -64,9 +63,13 @@ class SegFormer(SegmenterDefaults, nn.Module):
 
     def decode_clip(self, features: Sequence[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
         """Upsample the last frame's 1/4 logits to ``image_size``: -> [B, K, H, W]."""
+        return resize(self.decode_clip_lowres(features, image_size), image_size)
+
+    def decode_clip_lowres(self, features: Sequence[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
+        """The last frame's 1/4 logits [B, K, ceil(H/4), ceil(W/4)] (``decode_clip`` before its resize)."""
         if len(features) == 0:
             raise ValueError("decode_clip needs the features of at least the target frame")
-        return F.interpolate(features[-1], size=tuple(image_size), mode="bilinear", align_corners=False)
+        return features[-1]
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Segment the last frame.

@@ -165,18 +165,22 @@ class CFFM(SegmenterDefaults, nn.Module):
         Returns:
             logits [B, K, H, W].
         """
+        image_size = (int(image_size[0]), int(image_size[1]))
+        return _resize(self.decode_clip_lowres(features, image_size), image_size)
+
+    def decode_clip_lowres(self, features: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
+                           image_size: tuple[int, int]) -> torch.Tensor:
+        """The target's 1/4 logits [B, K, ceil(H/4), ceil(W/4)] (``decode_clip`` before its resize)."""
         n = len(features)
         if n == 0 or n > self.num_clips:
             raise ValueError(f"CFFM decodes 1..{self.num_clips} frames (target last), got {n}")
-        image_size = (int(image_size[0]), int(image_size[1]))
         if n < self.num_clips:
             target4 = features[-1][1]
             if target4 is None:
                 raise ValueError("the single-frame fallback needs the target's 1/4 feature (encode_frame()[1])")
-            return _resize(self.decode_head.predict(target4), image_size)
+            return self.decode_head.predict(target4)
         fused8 = torch.stack([f[0] for f in features], dim=1)
-        x2 = self.decode_head.cross_frame(fused8, quarter_size(image_size))
-        return _resize(x2, image_size)
+        return self.decode_head.cross_frame(fused8, quarter_size((int(image_size[0]), int(image_size[1]))))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Whole-clip path.

@@ -123,9 +123,14 @@ class TCBBase(SegmenterDefaults, nn.Module):
 
     def decode_clip(self, features: Sequence[tuple[torch.Tensor, ...]], image_size: tuple[int, int]) -> torch.Tensor:
         """Per-frame features (supports first, target last) -> target logits [B, K, H, W] at ``image_size``."""
+        return resize(self.decode_clip_lowres(features, image_size), image_size)
+
+    def decode_clip_lowres(self, features: Sequence[tuple[torch.Tensor, ...]], image_size: tuple[int, int]
+                           ) -> torch.Tensor:
+        """The blended logits at the head's resolution (``decode_clip`` before its resize)."""
         if len(features) == 0:
             raise InputShapeError(f"{type(self).__name__}.decode_clip: needs at least the target's features")
-        return resize(self._blend(features), image_size)
+        return self._blend(features)
 
     def _split_frames(self, frames: torch.Tensor) -> torch.Tensor:
         check_clip(frames, type(self).__name__)
