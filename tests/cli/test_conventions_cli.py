@@ -159,3 +159,38 @@ def test_info_reports_each_photo_size_hxw(tmp_path, capsys):
     assert "30x40 (2), 50x20 (1)" in capsys.readouterr().out
     assert main(["info", str(folder), "--quiet", "--check"]) == 1
     assert "frame size 50x20 differs from the first frame's 30x40 (HxW)" in capsys.readouterr().out
+
+
+def test_models_json_file_and_img_scale_hxw(tmp_path, capsys):
+    import json
+
+    from vidseg.cli.main import main
+    from vidseg.inference.tta import variant_size
+
+    out = tmp_path / "models.json"
+    assert main(["models", "--task", "backbone", "--json", str(out), "--quiet"]) == 0
+    assert "name" in capsys.readouterr().out  # the table is still printed
+    assert {"mit_b0", "swin_t"} <= {r["name"] for r in json.loads(out.read_text())}
+    assert main(["models", "--task", "backbone", "--json"]) == 0  # bare --json prints JSON
+    assert json.loads(capsys.readouterr().out)[0]["name"]
+    # --img-scale is a keep-ratio bound: HxW and WxH give the same model input (official CFFM 853x480)
+    for size in [(480, 854), (854, 480), (300, 200)]:
+        assert variant_size(size, 1.0, (480, 853), 32) == variant_size(size, 1.0, (853, 480), 32)
+    assert "HxW" in _subparser(build_parser(), "segment").format_help()
+
+
+def test_export_says_what_the_graph_takes_and_returns(tmp_path):
+    from vidseg.cli.export import describe_graph
+    from vidseg.export import StepSpec
+
+    spec = StepSpec(spec=None, used=[True, False, True], num_supports=3,
+                    leaf_shapes=[(1, 8, 4, 4), (1, 2), (1, 16, 2, 2)])
+    text = " ".join(v for _, v in describe_graph(spec, (64, 96), 124))
+    assert "[1, 3, 64, 96]" in text and "[1, 124, 64, 96]" in text
+    assert "each of the 3 support frames" in text and "2 feature tensors" in text and "1x8x4x4, 1x16x2x2" in text
+    proc = subprocess.run([sys.executable, "-m", "vidseg.cli.main", "export", "--model", "segformer_b0", "--out",
+                           str(tmp_path / "m.onnx"), "--size", "64x64", "--no-check"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "export segformer_b0: tracing the model at 64x64 (HxW)" in proc.stderr
+    assert "takes" in proc.stdout and "returns" in proc.stdout

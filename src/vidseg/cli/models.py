@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from vidseg.cli.argtypes import positive_int
+from vidseg.cli.argtypes import add_quiet, positive_int
 
 HELP = ("List the registered models (name, parameters, task, paper, official test input); --json prints the list "
         "as JSON with each model's official test settings.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true",
-                        help="print a JSON list of {name, params, task, paper, test} (test: the official test settings)")
-    parser.add_argument("--out", default=None, help="also write the JSON list to this file")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="write the list as JSON (name, params, task, paper, official test settings) to FILE; "
+                             "without FILE (or with -) print it instead of the table")
+    parser.add_argument("--out", help=argparse.SUPPRESS)  # older spelling of --json FILE
     parser.add_argument("--task", default=None, choices=["backbone", "semantic", "video-semantic"],
                         help="only the models of this task")
     parser.add_argument("--num-classes", type=positive_int, default=124, help="classes used when counting parameters")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
 
 
 def count_parameters(name: str, num_classes: int = 124) -> int:
@@ -66,12 +67,13 @@ def run(args: argparse.Namespace) -> int:
 
     from vidseg.tables import format_table
 
-    rows = model_table(args.task, args.num_classes, progress=not (args.quiet or args.json))
-    if args.out:
+    to_stdout = args.json == "-"
+    rows = model_table(args.task, args.num_classes, progress=not (args.quiet or to_stdout))
+    for path in {p for p in (args.out, args.json) if p and p != "-"}:
         from vidseg.fileio import write_text_atomic
 
-        write_text_atomic(args.out, json.dumps(rows, indent=2) + "\n")
-    if args.json:
+        write_text_atomic(path, json.dumps(rows, indent=2) + "\n")
+    if to_stdout:
         print(json.dumps(rows, indent=2))
     else:
         table = [[r["name"], f"{r['params']:,}", f"{r['params'] / 1e6:.2f}M", r["task"], r["paper"],

@@ -22,8 +22,10 @@ OFFICIAL = "default: the model's official test setting ('vidseg models --json' s
 def add_test_arguments(parser: argparse.ArgumentParser, *, clips: bool = True) -> None:
     """``--img-scale``, ``--size-divisor``, ``--normalization`` and (with ``clips``) ``--mode``, ``--short-video``,
     ``--tta``, ``--tta-dataset``; every default is the model's official one."""
-    parser.add_argument("--img-scale", default=None, metavar="LONGxSHORT",
-                        help=f"keep-ratio test resize, e.g. 853x480, or 'none' for frames as they are; {OFFICIAL}")
+    parser.add_argument("--img-scale", default=None, metavar="HxW",
+                        help="keep-ratio test resize bound, e.g. 480x853 (HxW; the long frame edge is fitted to the "
+                             "larger number and the short edge to the smaller, so 853x480 is the same bound), or "
+                             f"'none' for frames as they are; {OFFICIAL}")
     parser.add_argument("--size-divisor", type=positive_int, default=None,
                         help=f"second resize: stretch the input to multiples of this (1: none); {OFFICIAL}")
     parser.add_argument("--normalization", default=None, choices=NORMALIZATION_CHOICES,

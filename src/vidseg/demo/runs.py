@@ -186,7 +186,7 @@ def run_demo(out: str | os.PathLike = "demo_out", *, size: DemoSize | None = Non
     write_json(out / "summary.json", summary)
     if semantic is not None:
         write_demo_report(out, semantic["root"], semantic["results"], summary, semantic["chosen"],
-                          extra_sections=sections)
+                          extra_sections=sections, progress=progress)
         print(format_summary(summary))
     else:
         write_report(out / "report.html", sections, title="vidseg demo")
@@ -206,7 +206,7 @@ def _run_semantic(out: Path, size: DemoSize, tcb: bool, models: Sequence[DemoMod
         if model.init_from is not None and model.init_from not in results:
             raise ValueError(f"demo model {model.label!r} starts from {model.init_from!r}, which is not trained before it")
         source = results.get(model.init_from) if model.init_from else None
-        results[model.label] = _train_and_eval(model, root, out, size, seed, source)
+        results[model.label] = _train_and_eval(model, root, out, size, seed, source, progress)
     torch.set_num_threads(threads)
     summary = {
         "models": {label: {k: round(float(r["metrics"][k]), 4) for k in METRICS} for label, r in results.items()},
