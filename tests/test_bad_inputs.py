@@ -23,6 +23,7 @@ from PIL import Image
 from vidseg.cli.main import main
 from vidseg.data.synth import generate
 from vidseg.fileio import write_mask_png
+from vidseg.inference.segment import video_name
 from vidseg.metrics.vipseg_eval import write_vipseg_folders
 
 SIZE = (32, 48)
@@ -223,7 +224,7 @@ CASES = {
     "segment --json is a folder": (lambda d: _segment(d, "--weights", d.seg_w, "--out", fresh(d, "s3"),
                                                       "--json", d.a_dir), "is a folder; expected a file path"),
     "segment --out inside a file": (lambda d: _segment(d, "--weights", d.seg_w, "--out", d.a_file),
-                                    "a_file.txt/origin: Not a directory"),
+                                    "a_file.txt/1000_synth_0000: Not a directory"),
     "eval --json is a folder": (lambda d: ["eval", "vspw", "--root", d.vspw, "--pred", d.pred, "--no-progress",
                                            "--json", d.a_dir], "is a folder; expected a file path"),
     # VSPW evaluation: split files, missing frames, GT values, sizes
@@ -372,7 +373,7 @@ def test_outputs_honour_the_umask(d, capsys):
         assert run_cli(_segment(d, "--weights", d.seg_w, "--out", out, "--json", out / "r.json"), capsys)[0] == 0
     finally:
         os.umask(old)
-    pngs = list((out / d.video.name).glob("*.png"))
+    pngs = list((out / video_name(d.video)).glob("*.png"))
     assert pngs and all(p.stat().st_mode & 0o777 == 0o644 for p in [*pngs, out / "r.json"])
 
 
@@ -392,7 +393,7 @@ def test_segment_refuses_a_folder_made_differently(d, capsys):
     save_weights(build("segformer_b0"), other)
     code, _, err = run_cli(_segment(d, "--weights", other, "--out", out), capsys)  # other weights
     assert code == 2 and "weights" in err and "sha256" in err
-    mask = out / d.video.name / "00000001.png"
+    mask = out / video_name(d.video) / "00000001.png"
     before = mask.read_bytes()
     assert run_cli(_segment(d, "--weights", other, "--out", out, "--overwrite"), capsys)[0] == 0
     assert mask.read_bytes() != before  # really re-made with the other weights

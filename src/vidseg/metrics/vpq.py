@@ -152,6 +152,7 @@ class VideoArrays:
     pair_p: np.ndarray      # [Q] prediction column of each pair
     inter: np.ndarray       # [T, Q] pixels of each pair per frame
     void_inter: np.ndarray  # [T, P] pixels of each prediction on GT id 0
+    video: str = ""         # the video's name (frame names are "<video>/<frame>"), for error messages
 
     @property
     def num_frames(self) -> int:
@@ -177,7 +178,7 @@ class VideoArrays:
         void_inter = np.zeros((len(frames), len(pr_ids)), np.int64)
         on_void = gt_ids[pair_g] == 0
         void_inter[:, pair_p[on_void]] = inter[:, on_void]
-        return cls(gt, pred, pair_g, pair_p, inter, void_inter)
+        return cls(gt, pred, pair_g, pair_p, inter, void_inter, names[0].split("/")[0] if names else "")
 
 
 def _window_sum(a: np.ndarray, k: int) -> np.ndarray:
@@ -245,7 +246,7 @@ def video_pq_stats(va: VideoArrays, k: int, num_categories: int, gt_area: str = 
     union = p.area[:, pp] + g.area[:, pg] - inter - void[:, pp]
     if (valid & (inter > union)).any():
         wi, qi = np.argwhere(valid & (inter > union))[0]
-        raise DataError("ground truth JSON", f"tube IoU > 1 for GT segment {int(va.gt.ids[pg[qi]])} in frames "
+        raise DataError(f"GT JSON, video {va.video}", f"tube IoU > 1 for GT segment {int(va.gt.ids[pg[qi]])} in frames "
                         f"{wi + 1}..{wi + k}: its JSON areas are smaller than its PNG pixels (missing from a "
                         "frame's segments_info, or a wrong area)")
     tp = valid & (2 * inter > union)
@@ -292,11 +293,7 @@ def video_vpq(frames: Sequence[FrameTable], cats: PanopticCategories, ks: Sequen
               gt_area: str = "json", short_videos: str = "skip") -> dict[int, PQStats]:
     """VPQ statistics of one video for every window length in ``ks`` (frames decoded once)."""
     va = VideoArrays.from_frames(frames, cats)
-    try:
-        return {k: video_pq_stats(va, k, len(cats), gt_area, short_videos) for k in ks}
-    except DataError as exc:  # name the video (frame names are "<video>/<frame>")
-        video = frames[0].name.split("/")[0] if frames else "?"
-        raise DataError(f"GT JSON, video {video}", exc.problem) from None
+    return {k: video_pq_stats(va, k, len(cats), gt_area, short_videos) for k in ks}
 
 
 # ----------------------------------------------------------------------------------------------------------
