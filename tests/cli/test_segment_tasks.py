@@ -92,6 +92,7 @@ def davis(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # ~25 s idle, 85 s on the loaded shared machine (fine-tuning two objects)
 def test_segment_cli_object_davis_layout_scored_directly(davis: Path, tmp_path: Path, capsys) -> None:
     seq = (davis / "ImageSets" / "2017" / "val.txt").read_text().split()[0]
     first = davis / "Annotations" / "480p" / seq / "00000.png"

@@ -22,6 +22,7 @@ TINY_PANOPTIC = PanopticDemoSize(videos=3, frames=4, steps=2)
 TINY_VOS = VosDemoSize(videos=4, frames=5, steps=2, batch=2)
 
 
+@pytest.mark.slow
 def test_panoptic_part_tiny(tmp_path: Path) -> None:
     summary, sections = run_panoptic_part(tmp_path, size=TINY_PANOPTIC, progress=False)
     assert set(summary["models"]) == {m.label for m in MODELS}
@@ -35,6 +36,7 @@ def test_panoptic_part_tiny(tmp_path: Path) -> None:
     assert section.items[0].rows and Path(section.items[1].path).is_file()
 
 
+@pytest.mark.slow
 def test_vos_part_tiny_and_copy_first_mask_is_exact(tmp_path: Path) -> None:
     summary, sections = run_vos_part(tmp_path, size=TINY_VOS, progress=False)
     assert list(summary["models"]) == list(LABELS)
