@@ -44,3 +44,14 @@ def test_report_images_and_video_load_in_chromium(tmp_path):
     assert kinds.count("img") == 2 and kinds.count("video") == 1, media
     assert all(w > 0 and h > 0 for _, w, h in media), media  # 0x0 = failed to load or decode
     assert ("video", 96, 64) in media
+
+
+def test_contact_sheet_legend_strip_shows_class_colours():
+    from vidseg.demo.data import legend_strip
+    from vidseg.viz.palette import semantic_colors
+
+    strip = legend_strip([0, 5, 17], 320)
+    assert strip.dtype == np.uint8 and strip.shape[1] == 320 and strip.shape[2] == 3
+    colors = {tuple(c) for c in strip.reshape(-1, 3).tolist()}
+    for c in (0, 5, 17):  # each class's swatch is drawn in its overlay colour
+        assert tuple(int(v) for v in semantic_colors()[c]) in colors

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vidseg.categories import vspw_class_names
 from vidseg.data.synth import generate
 from vidseg.data.vspw import VSPWDataset
 from vidseg.viz.grid import comparison, contact_sheet
-from vidseg.viz.palette import colorize
+from vidseg.viz.palette import colorize, semantic_colors
 from vidseg.viz.video import write_mp4, write_png
 
 
@@ -69,7 +70,26 @@ def gt_contact_sheet(videos, per_video: int = 6) -> np.ndarray:
         for i in picks:
             tiles.append(colorize(video.load_label(int(i))))
             labels.append(f"{video.name} #{int(i) + 1}")
-    return contact_sheet(tiles, columns=min(per_video, max(len(v) for v in videos)), labels=labels)
+    sheet = contact_sheet(tiles, columns=min(per_video, max(len(v) for v in videos)), labels=labels)
+    present = sorted({int(c) for v in videos for i in range(len(v)) for c in np.unique(v.load_label(i)) if c < 255})
+    return np.concatenate([sheet, legend_strip(present, sheet.shape[1])], axis=0)
+
+
+def legend_strip(classes: list[int], width: int, row_height: int = 18) -> np.ndarray:
+    """A white strip [H, width, 3] uint8 naming each class id of ``classes`` next to its overlay colour."""
+    from PIL import Image, ImageDraw
+
+    names, colors = vspw_class_names(), semantic_colors()
+    cell = 150
+    per_row = max(1, width // cell)
+    rows = max(1, -(-len(classes) // per_row))
+    img = Image.new("RGB", (width, rows * row_height + 4), "white")
+    draw = ImageDraw.Draw(img)
+    for k, c in enumerate(classes):
+        x, y = (k % per_row) * cell + 4, (k // per_row) * row_height + 3
+        draw.rectangle([x, y, x + 12, y + 12], fill=tuple(int(v) for v in colors[c]), outline="black")
+        draw.text((x + 17, y), names[c][:20], fill="black")
+    return np.asarray(img)
 
 
 def run_basic_demo(out: str | os.PathLike, *, videos: int = 2, frames: int = 24, size: tuple[int, int] = (240, 426),
