@@ -10,12 +10,18 @@ Three measurements (each can be run alone):
 3. ``memory``: peak resident memory of a streaming run against video length (default 100 and 2000 frames,
    CFFM-B0 at a small size), each length in a fresh subprocess so the peaks are independent; frames are
    generated on the fly so the video itself is never held in memory.
+4. ``argmax``: full-size labels from 1/4-resolution logits (124 classes), the plain path (``F.interpolate`` of all
+   classes, then argmax) against :func:`vidseg.inference.fast_argmax.upsample_argmax`, interleaved in one run,
+   labels checked identical: on SegFormer-B0's random-weight logits of a random frame and on synthetic "scene"
+   logits where 8 of the 124 classes are present (a trained model's situation); one resize step (frame size)
+   and the CFFM official two steps (size_divisor 32, then frame size). Also the machine's SGEMM GFLOP/s.
 
 Usage::
 
     python benchmarks/infer_speed.py speed --models segformer_b0 cffm_b0 --frames 5
     python benchmarks/infer_speed.py ratio --frames 10
     python benchmarks/infer_speed.py memory --lengths 100 2000 --size 64x112
+    python benchmarks/infer_speed.py argmax --frames 5
     python benchmarks/infer_speed.py all --json out.json
 """
 
@@ -28,6 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import torch
@@ -144,9 +151,63 @@ def bench_memory(lengths: list[int], h: int, w: int, model_name: str) -> list[di
     return rows
 
 
+def sgemm_gflops(n: int = 1024, reps: int = 5) -> float:
+    """Best-of-``reps`` GFLOP/s of an n x n float32 matmul (the machine's practical peak for dense work)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def scene_logits(k: int, h: int, w: int, present: int = 8, seed: int = 0) -> torch.Tensor:
+    """[1, K, h, w] logits of a 'trained' look: ``present`` classes own Voronoi regions (winner ~8, the other
+    present classes ~2), absent classes ~-4, plus unit noise."""
+    gen = torch.Generator().manual_seed(seed)
+    classes = torch.randperm(k, generator=gen)[:present]
+    centres = torch.rand(present, 2, generator=gen) * torch.tensor([h, w])
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    owner = ((yy[None] - centres[:, 0, None, None]) ** 2 + (xx[None] - centres[:, 1, None, None]) ** 2).argmin(0)
+    logits = torch.full((1, k, h, w), -4.0) + torch.randn(1, k, h, w, generator=gen)
+    for i, c in enumerate(classes.tolist()):
+        logits[0, c] += torch.where(owner == i, 12.0, 6.0)
+    return logits
+
+
+def bench_argmax(reps: int, h: int, w: int) -> list[dict]:
+    from vidseg.inference.fast_argmax import candidate_classes, reference_argmax, upsample_argmax
+    from vidseg.inference.tta import prepare_view
+    from vidseg.models import build
+
+    with torch.inference_mode():
+        seg = build("segformer_b0").eval()
+        random_model = seg.encode_frame(prepare_view(next(random_frames(1, h, w))))
+    lh, lw = random_model.shape[-2:]
+    inputs = {"segformer_b0 random weights": random_model, "scene (8 of 124 classes)": scene_logits(124, lh, lw)}
+    chains = {"1 step": [(h, w)], "2 steps (CFFM)": [(h, -(-w // 32) * 32), (h, w)]}
+    rows = []
+    for (what, logits), (chain, sizes) in ((i, c) for i in inputs.items() for c in chains.items()):
+        same = torch.equal(upsample_argmax(logits, sizes), reference_argmax(logits, sizes))
+        plain, fast = [], []
+        for _ in range(reps):  # interleaved, so load changes hit both alike
+            plain.append(_timed(partial(reference_argmax, logits, sizes)))
+            fast.append(_timed(partial(upsample_argmax, logits, sizes)))
+        row = {"logits": what, "resize": chain, "candidates": int(candidate_classes(logits, sizes).numel()),
+               "plain_sec": round(float(np.median(plain)), 4), "fast_sec": round(float(np.median(fast)), 4),
+               "speedup": round(float(np.median(plain) / np.median(fast)), 2), "identical": same}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["speed", "ratio", "memory", "all", "_memory_child"], help="measurement")
+    parser.add_argument("what", choices=["speed", "ratio", "memory", "argmax", "all", "_memory_child"], help="measurement")
     parser.add_argument("--models", nargs="*", default=None, help="models for 'speed' (default: all registered)")
     parser.add_argument("--frames", type=int, default=3, help="timed frames per model")
     parser.add_argument("--size", default="480x853", help="HxW of the frames (memory: default 64x112)")
@@ -170,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.what in ("memory", "all"):
         mh, mw = (64, 112) if args.size == "480x853" else (h, w)
         results["memory"] = bench_memory(args.lengths, mh, mw, args.memory_model)
+    if args.what in ("argmax", "all"):
+        results["sgemm_gflops"] = round(sgemm_gflops(), 1)
+        print(f"SGEMM 1024^3: {results['sgemm_gflops']} GFLOP/s on {torch.get_num_threads()} threads", flush=True)
+        results["argmax"] = bench_argmax(args.frames, h, w)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -33,7 +33,9 @@ def test_equals_reference_on_random_and_smooth_logits(k, h, w, sizes):
     gen = torch.Generator().manual_seed(k * 100 + h)
     for logits in (torch.randn(1, k, h, w, generator=gen), _smooth(k, h, w, gen),
                    _smooth(k, h, w, gen) - 30.0 * (torch.arange(k) % 2 == 1).float().view(1, k, 1, 1)):
-        assert torch.equal(upsample_argmax(logits, sizes, chunk=2), reference_argmax(logits, sizes))
+        ref = reference_argmax(logits, sizes)
+        assert torch.equal(upsample_argmax(logits, sizes, chunk=2), ref)
+        assert set(ref.unique().tolist()) <= set(candidate_classes(logits, sizes).tolist())
 
 
 def test_near_ties_and_exact_ties():

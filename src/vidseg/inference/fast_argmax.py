@@ -8,18 +8,19 @@ interpolated from.
 
 :func:`upsample_argmax` gives the **same labels** as the reference, bit for bit:
 
-1. Bilinear interpolation is a convex combination of the source pixels, so at an output pixel ``p`` whose
-   sources (through all resize steps) lie in a low-resolution window ``N(p)``: ``interp_k(p) <= max_N x_k``
-   and ``max_j interp_j(p) >= max_j min_N x_j`` (up to float rounding, bounded by ``eps`` below). A class whose
-   window maximum is below the best window minimum minus ``eps`` everywhere can never be the argmax.
+1. Bilinear interpolation is a convex combination of the source pixels. If every source of an output pixel
+   ``p`` (through all resize steps) lies in the low-resolution window ``N(q)``, the winner at ``p`` scores at
+   least ``min over N(q)`` of the class that wins at ``q`` in low resolution, and class k at most its maximum
+   over ``N(q)`` (up to float rounding, covered by ``eps``). Classes that fall below that floor everywhere
+   can never be the argmax (:func:`candidate_classes`).
 2. The remaining *candidate* classes (in ascending order) are upsampled with the very same
    ``F.interpolate`` calls, a chunk of classes at a time, keeping a running (value, index) maximum. Bilinear
    interpolation treats channels independently, so every upsampled value is bit-identical to the reference's
    (tested), ties go to the lowest class index as ``torch.argmax`` does (strict ``>`` across chunks), and
    eliminated classes are strictly below the winner.
 
-Memory: ``chunk`` full-size maps instead of K; work: the candidate classes only (on a trained model the few
-classes present near each pixel; on random weights possibly all K, then it costs what the reference does).
+Memory: ``chunk`` full-size maps instead of K; work: the candidate classes only (on a trained model about
+the classes present in the frame; when every class is a candidate, e.g. random weights, the plain path).
 """
 
 from __future__ import annotations
@@ -56,28 +57,48 @@ def _support_span(in_len: int, steps: Sequence[int]) -> int:
     return span
 
 
-def _window_pool(x: torch.Tensor, kh: int, kw: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class max and min over a (kh, kw) window centred on each pixel (separable), [1, K, h, w] each."""
-    def pool(t: torch.Tensor) -> torch.Tensor:
-        t = F.max_pool2d(t, (kh, 1), stride=1, padding=(kh // 2, 0)) if kh > 1 else t
-        return F.max_pool2d(t, (1, kw), stride=1, padding=(0, kw // 2)) if kw > 1 else t
-    return pool(x), -pool(-x)
+def _window_min(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """Minimum over a (kh, kw) window centred on each pixel (separable, odd sizes), same shape as ``x``."""
+    x = -x
+    if kh > 1:
+        x = F.max_pool2d(x, (kh, 1), stride=1, padding=(kh // 2, 0))
+    if kw > 1:
+        x = F.max_pool2d(x, (1, kw), stride=1, padding=(0, kw // 2))
+    return -x
+
+
+def _class_window_min(x: torch.Tensor, arg: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """``min over the (kh, kw) window N(q) of x[arg(q)]`` for each q: the window minimum of the class that
+    wins at the centre. x [1, K, h, w], arg int64 [1, 1, h, w] -> [1, 1, h, w]."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2), value=float("inf"))
+    out = torch.full_like(arg, float("inf"), dtype=x.dtype)
+    for dy in range(kh):
+        for dx in range(kw):
+            out = torch.minimum(out, padded[:, :, dy:dy + h, dx:dx + w].gather(1, arg))
+    return out
 
 
 def candidate_classes(logits: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> torch.Tensor:
     """Classes that can be the argmax at some output pixel after resizing ``logits`` [1, K, h, w] through
-    ``sizes``; ascending int64 [M] (all K when there is no resize). ``logits`` must be finite."""
+    ``sizes``; ascending int64 [M] (all K when there is no resize). ``logits`` must be finite.
+
+    With ``N(q)`` a low-resolution window holding every source of an output pixel p and ``a(q)`` the
+    low-resolution argmax at its centre q, the winner at p is at least ``floor(q) = min over N(q) of x_a(q)``
+    (convex weights); class k can win at p only if ``x_k(s) >= floor(q) - eps`` for some s in N(q), i.e.
+    ``x_k(s) >= (min of floor over the windows containing s) - eps``: one comparison pass over the K maps.
+    """
     k, h, w = logits.shape[1:]
     steps = resize_steps((h, w), sizes)
     if not steps:
         return torch.arange(k, device=logits.device)
-    span_h = _support_span(h, [s[0] for s in steps])
-    span_w = _support_span(w, [s[1] for s in steps])
+    kh = 2 * (_support_span(h, [s[0] for s in steps]) // 2) + 1
+    kw = 2 * (_support_span(w, [s[1] for s in steps]) // 2) + 1
     x = logits.float()
+    arg = x.argmax(dim=1, keepdim=True)  # [1, 1, h, w]
     eps = EPS_ULPS * torch.finfo(logits.dtype).eps * (float(x.abs().max()) + 1.0)
-    high, low = _window_pool(x, 2 * (span_h // 2) + 1, 2 * (span_w // 2) + 1)
-    floor = low.max(dim=1, keepdim=True).values - eps  # [1, 1, h, w]
-    possible = (high >= floor).flatten(2).any(dim=2)[0]  # [K]
+    floor = _window_min(_class_window_min(x, arg, kh, kw), kh, kw) - eps  # [1, 1, h, w]
+    possible = (x >= floor).flatten(2).any(dim=2)[0]  # [K]
     return torch.nonzero(possible).flatten()
 
 
