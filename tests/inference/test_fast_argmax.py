@@ -28,17 +28,19 @@ def _smooth(k, h, w, gen, cells=4, amp=4.0):
     return F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
 
 
+@pytest.mark.parametrize("softmax", [False, True])
 @pytest.mark.parametrize(("k", "h", "w", "sizes"), CASES)
-def test_equals_reference_on_random_and_smooth_logits(k, h, w, sizes):
+def test_equals_reference_on_random_and_smooth_logits(k, h, w, sizes, softmax):
     gen = torch.Generator().manual_seed(k * 100 + h)
     for logits in (torch.randn(1, k, h, w, generator=gen), _smooth(k, h, w, gen),
                    _smooth(k, h, w, gen) - 30.0 * (torch.arange(k) % 2 == 1).float().view(1, k, 1, 1)):
-        ref = reference_argmax(logits, sizes)
-        assert torch.equal(upsample_argmax(logits, sizes, chunk=2), ref)
+        ref = reference_argmax(logits, sizes, softmax=softmax)
+        assert torch.equal(upsample_argmax(logits, sizes, softmax=softmax, chunk=2), ref)
         assert set(ref.unique().tolist()) <= set(candidate_classes(logits, sizes).tolist())
 
 
-def test_near_ties_and_exact_ties():
+@pytest.mark.parametrize("softmax", [False, True])
+def test_near_ties_and_exact_ties(softmax):
     gen = torch.Generator().manual_seed(3)
     k, h, w, sizes = 6, 12, 17, [(45, 71)]
     base = _smooth(k, h, w, gen)
@@ -48,8 +50,8 @@ def test_near_ties_and_exact_ties():
     ulp[:, 3] = torch.nextafter(base[:, 0], torch.tensor(float("inf")))  # 1 ulp above class 0
     ulp[:, 5] = base[:, 0] - 1e-6
     for logits in (tied, ulp):
-        fast = upsample_argmax(logits, sizes, chunk=2)
-        assert torch.equal(fast, reference_argmax(logits, sizes))
+        fast = upsample_argmax(logits, sizes, softmax=softmax, chunk=2)
+        assert torch.equal(fast, reference_argmax(logits, sizes, softmax=softmax))
     assert not (upsample_argmax(tied, sizes) == 4).any()
 
 
@@ -62,6 +64,18 @@ def test_candidates_prune_classes_that_cannot_win():
     labels = upsample_argmax(logits, [(64, 80)])
     assert torch.equal(labels, reference_argmax(logits, [(64, 80)]))
     assert set(labels.unique().tolist()) == {2, 6}
+
+
+def test_softmax_rounding_ties_follow_the_probabilities():
+    # logits 1 ulp apart (within SOFTMAX_MARGIN): the frame takes the plain path in softmax mode
+    # (test_official_parity has a real case: one pixel of a toy model where two probabilities round equal)
+    k, h, w, sizes = 4, 6, 8, [(6, 9)]
+    logits = torch.full((1, k, h, w), -10.0)
+    logits[:, 1] = 5.0
+    logits[:, 3] = torch.nextafter(torch.tensor(5.0), torch.tensor(10.0))
+    for softmax in (False, True):
+        assert torch.equal(upsample_argmax(logits, sizes, softmax=softmax),
+                           reference_argmax(logits, sizes, softmax=softmax))
 
 
 def test_non_finite_logits_take_the_plain_path():

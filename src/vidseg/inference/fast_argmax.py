@@ -34,6 +34,9 @@ import torch.nn.functional as F
 # rounding slack in units of the dtype's epsilon times the largest |logit|: each bilinear step sums 4
 # products (a few ulp); 64 covers two steps with a wide margin
 EPS_ULPS = 64
+# softmax reference (argmax of probabilities, as mmseg's whole_inference): classes whose logits are within this of
+# the winner could round to the same probability, so such pixels send the frame down the plain path
+SOFTMAX_MARGIN = 1e-4
 
 
 def resize_steps(in_size: tuple[int, int], sizes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -79,7 +82,7 @@ def _class_window_min(x: torch.Tensor, arg: torch.Tensor, kh: int, kw: int) -> t
     return out
 
 
-def candidate_classes(logits: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> torch.Tensor:
+def candidate_classes(logits: torch.Tensor, sizes: Sequence[tuple[int, int]], margin: float = 0.0) -> torch.Tensor:
     """Classes that can be the argmax at some output pixel after resizing ``logits`` [1, K, h, w] through
     ``sizes``; ascending int64 [M] (all K when there is no resize). ``logits`` must be finite.
 
@@ -87,6 +90,7 @@ def candidate_classes(logits: torch.Tensor, sizes: Sequence[tuple[int, int]]) ->
     low-resolution argmax at its centre q, the winner at p is at least ``floor(q) = min over N(q) of x_a(q)``
     (convex weights); class k can win at p only if ``x_k(s) >= floor(q) - eps`` for some s in N(q), i.e.
     ``x_k(s) >= (min of floor over the windows containing s) - eps``: one comparison pass over the K maps.
+    ``margin`` widens ``eps``: the classes left out are then at least ``margin`` below the winner.
     """
     k, h, w = logits.shape[1:]
     steps = resize_steps((h, w), sizes)
@@ -96,7 +100,7 @@ def candidate_classes(logits: torch.Tensor, sizes: Sequence[tuple[int, int]]) ->
     kw = 2 * (_support_span(w, [s[1] for s in steps]) // 2) + 1
     x = logits.float()
     arg = x.argmax(dim=1, keepdim=True)  # [1, 1, h, w]
-    eps = EPS_ULPS * torch.finfo(logits.dtype).eps * (float(x.abs().max()) + 1.0)
+    eps = EPS_ULPS * torch.finfo(logits.dtype).eps * (float(x.abs().max()) + 1.0) + margin
     floor = _window_min(_class_window_min(x, arg, kh, kw), kh, kw) - eps  # [1, 1, h, w]
     possible = (x >= floor).flatten(2).any(dim=2)[0]  # [K]
     return torch.nonzero(possible).flatten()
@@ -108,15 +112,20 @@ def _resize_chain(x: torch.Tensor, steps: Sequence[tuple[int, int]]) -> torch.Te
     return x
 
 
-def upsample_argmax(logits: torch.Tensor, sizes: Sequence[tuple[int, int]], *, chunk: int = 16) -> torch.Tensor:
+def upsample_argmax(logits: torch.Tensor, sizes: Sequence[tuple[int, int]], *, softmax: bool = False,
+                    chunk: int = 16) -> torch.Tensor:
     """Argmax over classes of ``logits`` resized bilinearly through ``sizes``, without all K full-size maps.
 
-    Equal to ``reference_argmax(logits, sizes)`` (bit-identical labels; see the module docstring).
+    Equal to ``reference_argmax(logits, sizes, softmax=softmax)`` (bit-identical labels; module docstring).
+    With ``softmax`` the reference takes the argmax of the probabilities, where two nearly tied logits may
+    round to one probability: the top two candidates are tracked, and a frame with any pixel whose runner-up
+    is within :data:`SOFTMAX_MARGIN` of the winner (rare: exact or 1e-4 ties) takes the plain path.
 
     Args:
         logits: [1, K, h, w] (or [K, h, w]) low-resolution logits, any float dtype and device.
         sizes: the (H, W) resize steps of the reference, in order (a step equal to the current size is skipped,
             as :func:`vidseg.models.heads.common.resize` and the predictor do).
+        softmax: the reference is the argmax of ``softmax`` of the resized logits (mmseg's non-direct path).
         chunk: classes upsampled at once (memory: ``chunk`` full-size maps).
 
     Returns:
@@ -127,19 +136,23 @@ def upsample_argmax(logits: torch.Tensor, sizes: Sequence[tuple[int, int]], *, c
         raise ValueError(f"upsample_argmax takes one image [1, K, h, w], got {tuple(logits.shape)}")
     steps = resize_steps(tuple(x.shape[-2:]), sizes)
     if not steps or not bool(torch.isfinite(x).all()):  # NaN/inf: no bound holds, take the plain path
-        return reference_argmax(x, sizes)
-    classes = candidate_classes(x, sizes)
+        return reference_argmax(x, sizes, softmax=softmax)
+    classes = candidate_classes(x, sizes, SOFTMAX_MARGIN if softmax else 0.0)
     out_h, out_w = steps[-1]
     if classes.numel() == x.shape[1]:  # nothing to save (e.g. random weights): the plain path is faster
-        return reference_argmax(x, sizes)
+        return reference_argmax(x, sizes, softmax=softmax)
     if classes.numel() == 1:
         return torch.full((out_h, out_w), int(classes[0]), dtype=torch.int64, device=x.device)
-    best_val = best_idx = None
+    best_val = best_idx = second = None
     for start in range(0, classes.numel(), max(1, int(chunk))):
         ids = classes[start:start + chunk]
         y = _resize_chain(x.index_select(1, ids).contiguous(), steps)[0]  # [c, H, W]
         arg = y.argmax(0)
         val = y.gather(0, arg.unsqueeze(0))[0]
+        if softmax:
+            runner = y.topk(2, dim=0).values[1] if y.shape[0] > 1 else torch.full_like(val, -math.inf)
+            second = runner if second is None else torch.maximum(torch.maximum(second, runner),
+                                                                 torch.minimum(best_val, val))
         label = ids[arg]
         if best_val is None:
             best_val, best_idx = val, label
@@ -147,10 +160,15 @@ def upsample_argmax(logits: torch.Tensor, sizes: Sequence[tuple[int, int]], *, c
             better = val > best_val  # strict: the lower class keeps a tie, as argmax does
             best_val = torch.where(better, val, best_val)
             best_idx = torch.where(better, label, best_idx)
+    if softmax and bool((best_val - second <= SOFTMAX_MARGIN).any()):
+        return reference_argmax(x, sizes, softmax=True)
     return best_idx
 
 
-def reference_argmax(logits: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """The plain path: resize all K classes through ``sizes`` (skipping equal sizes), then argmax -> [H, W]."""
+def reference_argmax(logits: torch.Tensor, sizes: Sequence[tuple[int, int]], *, softmax: bool = False
+                     ) -> torch.Tensor:
+    """The plain path: resize all K classes through ``sizes`` (skipping equal sizes), optionally softmax
+    (float32, as :func:`vidseg.inference.tta.logits_to_probs`), then argmax -> int64 [H, W]."""
     x = logits if logits.dim() == 4 else logits.unsqueeze(0)
-    return _resize_chain(x, resize_steps(tuple(x.shape[-2:]), sizes))[0].argmax(0)
+    scores = _resize_chain(x, resize_steps(tuple(x.shape[-2:]), sizes))[0]
+    return (scores.float().softmax(0) if softmax else scores).argmax(0)

@@ -35,7 +35,6 @@ from vidseg.inference.cache import FrameCache
 from vidseg.inference.fast_argmax import upsample_argmax
 from vidseg.inference.rules import Reach, rule_for_model, rule_reach
 from vidseg.inference.tta import TTA, Variant, logits_to_probs, prepare_view, resize_view, variant_size
-from vidseg.models.heads.common import resize
 
 VideoInput = str | os.PathLike | Iterable[np.ndarray]
 SkipFn = Callable[[int, str], bool]
@@ -104,7 +103,8 @@ class VideoPredictor:
         keep_images: attach the input frame.
         fast_argmax: when only labels are wanted (one unflipped view, no logits / probabilities), upsample only
             the classes that can win (:func:`vidseg.inference.fast_argmax.upsample_argmax`; the same labels as
-            resizing all logits then taking the argmax). False: the plain path (for comparisons).
+            the plain path, which resizes all logits, then takes the argmax (of the probabilities when the model
+            input size differs from the frame's)). False: the plain path (for comparisons).
 
     Example::
 
@@ -271,7 +271,8 @@ class VideoStream:
         self._trim(t)
         if skipped:
             return FramePrediction(t, name, clip, image=image, skipped=True)
-        labels = upsample_argmax(low[:1], [vsize, size])
+        # as _combine: argmax of the logits when the model decodes at the frame size, else of the probabilities
+        labels = upsample_argmax(low[:1], [vsize, size], softmax=vsize != size)
         return FramePrediction(t, name, clip, _label_array(labels, low.shape[1]), image=image)
 
     def _combine(self, views: list[tuple[Variant, torch.Tensor]], size: tuple[int, int]
@@ -279,8 +280,8 @@ class VideoStream:
         """Labels (and the requested logits / probabilities) from the views' logits [1, K, h, w]."""
         want_probs = self.p.return_probs or self.force_probs
         v0, l0 = views[0]
-        direct = len(views) == 1 and not v0.flip  # labels: logits resized to the frame size, then argmax
-        logits = resize(l0, size)[0].float() if direct else None
+        direct = len(views) == 1 and not v0.flip and tuple(l0.shape[-2:]) == size
+        logits = l0[0].float() if direct else None
         probs = None
         if not direct or want_probs:
             probs = torch.stack([logits_to_probs(lg, size, v.flip)[0] for v, lg in views]).mean(0)
