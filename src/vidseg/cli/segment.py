@@ -56,9 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="object models: online fine-tuning on lucid dreams of the first frame before "
                              "segmenting (one model per object; resumable, state in OUT/<video>/.finetune/)")
     parser.add_argument("--finetune-pairs", type=positive_int, default=100,
-                        help="lucid-dream pairs per object for --finetune (official 100)")
+                        help="lucid-dream pairs per object for --finetune (the official default)")
     parser.add_argument("--finetune-epochs", type=positive_int, default=6,
-                        help="passes over the pairs for --finetune (official 6)")
+                        help="passes over the pairs for --finetune (the official default)")
     add_quiet(parser)
 
 

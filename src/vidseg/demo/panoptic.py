@@ -29,6 +29,7 @@ import torch
 from vidseg.config import TrainConfig
 from vidseg.data.synth import SynthConfig, generate
 from vidseg.data.vipseg_train import vipseg_videos
+from vidseg.demo.threads import single_threaded
 from vidseg.engine.build import build_model, build_train_dataset
 from vidseg.engine.trainer import Trainer, seed_everything
 from vidseg.inference.panoptic import PanopticVideoPredictor
@@ -56,7 +57,7 @@ class PanopticDemoSize:
     frames: int = 8
     height: int = 64
     width: int = 96
-    steps: int = 120
+    steps: int = 200
     clips: int = 2  # clips of 3 per step (the per-frame model gets 3x as many single frames)
     lr: float = 2e-3
 
@@ -66,10 +67,11 @@ class PanopticDemoModel:
     label: str
     clip_length: int  # training clip length (1 = image model)
     predictor: type
+    short: str  # overlay panel title
 
 
-MODELS = (PanopticDemoModel("Clip-PanoFCN (clips of 3 + tracker)", 3, PanopticVideoPredictor),
-          PanopticDemoModel("PanopticFCN + IoU association", 1, AssociatedFramePredictor))
+MODELS = (PanopticDemoModel("Clip-PanoFCN (clips of 3 + tracker)", 3, PanopticVideoPredictor, "Clip-PanoFCN"),
+          PanopticDemoModel("PanopticFCN + IoU association", 1, AssociatedFramePredictor, "PanopticFCN+IoU"))
 
 
 def demo_config(root: Path, size: PanopticDemoSize, clip_length: int, seed: int) -> TrainConfig:
@@ -124,7 +126,7 @@ def _overlay(out: Path, video: Any, preds: dict[str, dict[str, list[np.ndarray]]
         image = video.load_frame(i)
         panels = [overlay_panoptic(image, video.load_panoptic_ids(i), legend=False),
                   *(overlay_panoptic(image, p[video.name][i], legend=False) for p in preds.values())]
-        frames.append(side_by_side(panels, ["ground truth", *preds]))
+        frames.append(side_by_side(panels, ["ground truth", *(m.short for m in MODELS)]))
     try:
         return write_mp4(out / "overlay.mp4", frames, fps=4)
     except Exception:  # PyAV missing or no H.264 encoder: fall back to a GIF
@@ -135,6 +137,7 @@ def _pct(v: float) -> float | str:
     return "n/a" if v != v else round(100 * v, 2)  # NaN: no window of that length
 
 
+@single_threaded
 def run_panoptic_part(out: str | Path, *, size: PanopticDemoSize | None = None, seed: int = 0,
                       progress: bool = True) -> tuple[dict[str, Any], list[Section]]:
     """Train and compare the two panoptic demo models under ``out/panoptic``; returns (summary, report sections).
@@ -142,17 +145,6 @@ def run_panoptic_part(out: str | Path, *, size: PanopticDemoSize | None = None, 
     The summary holds ``models`` (label -> metrics as fractions, :data:`COLUMNS`), ``train_seconds``,
     ``setup`` and ``seconds``.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions on a shared CPU: more threads only add contention
-    try:
-        return _run_panoptic_part(out, size=size, seed=seed, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_panoptic_part(out: str | Path, *, size: PanopticDemoSize | None = None, seed: int = 0,
-                       progress: bool = True) -> tuple[dict[str, Any], list[Section]]:
-    """The body of :func:`run_panoptic_part`."""
     size = size or PanopticDemoSize()
     out = Path(out) / "panoptic"
     out.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from vidseg.categories import davis_palette
 from vidseg.data.davis import scan_davis
 from vidseg.data.stcnn_data import JointClips
 from vidseg.data.synth import generate
+from vidseg.demo.threads import single_threaded
 from vidseg.engine.stcnn_stages import (
     JointStage,
     SegBranchStage,
@@ -66,7 +67,7 @@ class VosDemoSize:
     frames: int = 12
     height: int = 64
     width: int = 96
-    steps: int = 300
+    steps: int = 500
     batch: int = 4
     lr: float = 0.02
     delta: int = 3
@@ -124,7 +125,7 @@ def _overlay(out: Path, video: Any, masks: dict[str, dict[str, list[np.ndarray]]
         gt = (video.load_label(i) == 1).astype(np.uint8)
         panels = [overlay_semantic(image, m, palette=palette, ignore_label=0)
                   for m in (gt, *(p[video.name][i] for p in masks.values()))]
-        frames.append(side_by_side(panels, ["ground truth", *masks]))
+        frames.append(side_by_side(panels, ["ground truth", "STCNN", "spatial only", "copy mask"]))
     try:
         return write_mp4(out / "overlay.mp4", frames, fps=4)
     except Exception:  # PyAV missing or no H.264 encoder: fall back to a GIF
@@ -152,23 +153,13 @@ def _models(train: list[Any], size: VosDemoSize, seed: int) -> tuple[dict[str, n
     return {LABELS[0]: stcnn.eval(), LABELS[1]: SpatialOnly(branch, size.delta).eval()}, seconds
 
 
+@single_threaded
 def run_vos_part(out: str | Path, *, size: VosDemoSize | None = None, seed: int = 0,
                  progress: bool = True) -> tuple[dict[str, Any], list[Section]]:
     """Train and compare the VOS demo models under ``out/vos``; returns (summary, report sections).
 
     The summary holds ``models`` (label -> J&F and parts as fractions), ``train_seconds``, ``setup``, ``seconds``.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions on a shared CPU: more threads only add contention
-    try:
-        return _run_vos_part(out, size=size, seed=seed, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_vos_part(out: str | Path, *, size: VosDemoSize | None = None, seed: int = 0,
-                  progress: bool = True) -> tuple[dict[str, Any], list[Section]]:
-    """The body of :func:`run_vos_part`."""
     size = size or VosDemoSize()
     out = Path(out) / "vos"
     out.mkdir(parents=True, exist_ok=True)
