@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tests.viz.browser_check import find_chromium, loaded_media
+
 from vidseg.viz.report import Image, Legend, Plot, Section, Table, Video, render_report, write_report
 
 BROWSER = find_chromium()
