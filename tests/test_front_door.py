@@ -38,8 +38,9 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert "<command>" in out
 
 
-@pytest.mark.parametrize("command", [*sorted(set(COMMANDS) - {"eval", "convert"}), "eval vspw", "eval vipseg", "eval davis",
-                                     "convert vspw-480p", "convert vipseg-720p"])
+@pytest.mark.parametrize("command", [*sorted(set(COMMANDS) - {"eval", "convert", "annotate"}), "eval vspw", "eval vipseg",
+                                     "eval davis", "eval youtube-objects", "convert vspw-480p", "convert vipseg-720p",
+                                     "annotate associate", "annotate propagate"])
 def test_every_command_has_help(command: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "vidseg", *command.split(), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
