@@ -180,7 +180,12 @@ def scene_logits(k: int, h: int, w: int, present: int = 8, seed: int = 0) -> tor
 
 
 def bench_argmax(reps: int, h: int, w: int) -> list[dict]:
-    from vidseg.inference.fast_argmax import candidate_classes, reference_argmax, upsample_argmax
+    from vidseg.inference.fast_argmax import (
+        SOFTMAX_MARGIN,
+        candidate_classes,
+        reference_argmax,
+        upsample_argmax,
+    )
     from vidseg.inference.tta import prepare_view
     from vidseg.models import build
 
@@ -189,15 +194,17 @@ def bench_argmax(reps: int, h: int, w: int) -> list[dict]:
         random_model = seg.encode_frame(prepare_view(next(random_frames(1, h, w))))
     lh, lw = random_model.shape[-2:]
     inputs = {"segformer_b0 random weights": random_model, "scene (8 of 124 classes)": scene_logits(124, lh, lw)}
-    chains = {"1 step": [(h, w)], "2 steps (CFFM)": [(h, -(-w // 32) * 32), (h, w)]}
+    # the predictor's labels: argmax of the logits at the frame size, of the probabilities after 2 steps
+    chains = {"1 step": ([(h, w)], False), "2 steps (CFFM), softmax": ([(h, -(-w // 32) * 32), (h, w)], True)}
     rows = []
-    for (what, logits), (chain, sizes) in ((i, c) for i in inputs.items() for c in chains.items()):
-        same = torch.equal(upsample_argmax(logits, sizes), reference_argmax(logits, sizes))
+    for (what, logits), (chain, (sizes, soft)) in ((i, c) for i in inputs.items() for c in chains.items()):
+        same = torch.equal(upsample_argmax(logits, sizes, softmax=soft), reference_argmax(logits, sizes, softmax=soft))
         plain, fast = [], []
         for _ in range(reps):  # interleaved, so load changes hit both alike
-            plain.append(_timed(partial(reference_argmax, logits, sizes)))
-            fast.append(_timed(partial(upsample_argmax, logits, sizes)))
-        row = {"logits": what, "resize": chain, "candidates": int(candidate_classes(logits, sizes).numel()),
+            plain.append(_timed(partial(reference_argmax, logits, sizes, softmax=soft)))
+            fast.append(_timed(partial(upsample_argmax, logits, sizes, softmax=soft)))
+        row = {"logits": what, "resize": chain,
+               "candidates": int(candidate_classes(logits, sizes, SOFTMAX_MARGIN if soft else 0.0).numel()),
                "plain_sec": round(float(np.median(plain)), 4), "fast_sec": round(float(np.median(fast)), 4),
                "speedup": round(float(np.median(plain) / np.median(fast)), 2), "identical": same}
         rows.append(row)
