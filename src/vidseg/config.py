@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vidseg.errors import ConfigError
+from vidseg.fileio import write_text_atomic
 
 
 @dataclass
@@ -514,7 +515,6 @@ def dump_config(cfg: TrainConfig) -> str:
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML atomically."""
-    from vidseg.fileio import write_text_atomic
 
     write_text_atomic(path, dump_config(cfg))
 

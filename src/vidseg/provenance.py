@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from vidseg import __version__
 from vidseg.errors import DataError
 from vidseg.fileio import write_text_atomic
 
@@ -58,7 +59,6 @@ def make_record(command: str, model: str, weights: str | os.PathLike | None,
         ``{"format", "command", "model", "weights": {"path", "sha256"} | None, "options", "vidseg"}`` and
         ``"source"`` when given.
     """
-    from vidseg import __version__
 
     entry = None if weights is None else {"path": os.fspath(weights), "sha256": weights_sha256(weights)}
     options = json.loads(json.dumps(dict(options), sort_keys=True, default=str))  # plain JSON, as read back

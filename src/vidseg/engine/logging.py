@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vidseg.errors import DataError, DiskFullError
+from vidseg.fileio import write_text_atomic
 
 
 class MetricLogger:
@@ -75,7 +76,6 @@ def truncate_metrics(path: str | os.PathLike, step: int) -> int:
 
     A torn last line (a killed write) is dropped too. Returns the number of records removed.
     """
-    from vidseg.fileio import write_text_atomic
 
     p = Path(path)
     if not p.is_file():

@@ -37,6 +37,7 @@ from vidseg.data.stcnn_data import (
     frame_folders,
     image_mask_pairs,
 )
+from vidseg.data.synth import generate
 from vidseg.engine.distributed import barrier, init_distributed
 from vidseg.engine.stcnn_stages import (
     FramePredStage,
@@ -199,7 +200,6 @@ def build_step_hook(cfg: TrainConfig) -> StcnnStepHook:
 
 def synthetic_davis_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
     """Generate (once) the synthetic DAVIS data set ``cfg.data`` describes, under ``cache_dir``."""
-    from vidseg.data.synth import generate
 
     d = cfg.data
     w, h = d.synthetic_size

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vidseg.categories import vipseg_categories
 from vidseg.data.synth.appearance import category_tile, special_tile, tinted_tile
 from vidseg.data.synth.scene import (
     IGNORE,
@@ -113,7 +114,6 @@ class SynthConfig:
 
 
 def _category_id(name: str, want_thing: bool) -> int:
-    from vidseg.categories import vipseg_categories
 
     cats = {c.name: c for c in vipseg_categories()}
     if name not in cats:
@@ -129,7 +129,6 @@ def _category_id(name: str, want_thing: bool) -> int:
 
 
 def _category_name(cat: int) -> str:
-    from vidseg.categories import vipseg_categories
 
     return vipseg_categories()[cat].name
 

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vidseg.models.baselines import ImageSegmenter, build_upernet
+from vidseg.models.baselines import ImageSegmenter, build_upernet, load_backbone_weights
+from vidseg.models.checkpoint import load_weights
 from vidseg.models.heads.common import check_clip, check_labels
 from vidseg.models.losses import PixelLoss, balanced_sample, stcl_loss
 
@@ -154,8 +155,6 @@ def build_stsc(*, num_classes: int = 124, variant: str = "l", window_size: int |
     """
     model = build_upernet(num_classes=num_classes, backbone=f"swin_{variant}", aux_weight=aux_weight,
                           window_size=window_size, cls=STSC, loss=PixelLoss(loss_reduction, "mmseg"), **options)
-    from vidseg.models.baselines import load_backbone_weights
-    from vidseg.models.checkpoint import load_weights
 
     if pretrained_backbone:
         load_backbone_weights(model.backbone, pretrained_backbone)
