@@ -38,7 +38,7 @@ from vidseg.data.sampling import (
     SingleFrameSampler,
     TCBSampler,
 )
-from vidseg.data.synth import generate
+from vidseg.data.synth import generate_cached
 from vidseg.data.vspw import VSPWDataset
 from vidseg.engine.panoptic import make_panoptic_evaluate_fn, panoptic_train_dataset, vipseg_root
 from vidseg.errors import ConfigError
@@ -148,11 +148,8 @@ def synthetic_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
     """Generate (once) the synthetic VSPW-layout data set ``cfg.data`` describes, under ``cache_dir``."""
     d = cfg.data
     w, h = d.synthetic_size
-    root = Path(cache_dir) / f"synthetic_vspw_{d.synthetic_videos}x{d.synthetic_frames}_{w}x{h}_s{cfg.seed}"
-    if not (root / "train.txt").is_file():
-        generate("vspw", root, videos=d.synthetic_videos, frames=d.synthetic_frames, size=(h, w), seed=cfg.seed,
-                 val_fraction=0.34, overwrite=True, progress=False)
-    return root
+    return generate_cached("vspw", cache_dir, videos=d.synthetic_videos, frames=d.synthetic_frames, size=(h, w),
+                           seed=cfg.seed)
 
 
 def data_root(cfg: TrainConfig, out_dir: str | os.PathLike) -> Path:

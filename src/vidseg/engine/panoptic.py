@@ -21,7 +21,7 @@ from torch import nn
 
 from vidseg.config import TrainConfig
 from vidseg.data.dataset import ClipDataset
-from vidseg.data.synth import generate
+from vidseg.data.synth import generate_cached
 from vidseg.data.vipseg_train import vipseg_train_dataset, vipseg_train_transform, vipseg_videos
 from vidseg.errors import ConfigError
 from vidseg.inference.panoptic import PanopticVideoPredictor
@@ -30,14 +30,10 @@ from vidseg.structures import DEFAULT_LABEL_DIVISOR
 
 
 def synthetic_vipseg_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
-    """Generate (once) the synthetic VIPSeg raw-layout data set ``cfg.data`` describes, under ``cache_dir``."""
-    d = cfg.data
-    w, h = d.synthetic_size
-    root = Path(cache_dir) / f"synthetic_vipseg_{d.synthetic_videos}x{d.synthetic_frames}_{w}x{h}_s{cfg.seed}"
-    if not (root / "train.txt").is_file():
-        generate("vipseg", root, videos=d.synthetic_videos, frames=d.synthetic_frames, size=(h, w),
-                 seed=cfg.seed, val_fraction=0.34, overwrite=True, progress=False)
-    return root
+    """Generate (once) the synthetic VIPSeg data set ``cfg.data`` describes, under ``cache_dir``."""
+    w, h = cfg.data.synthetic_size
+    return generate_cached("vipseg", cache_dir, videos=cfg.data.synthetic_videos, frames=cfg.data.synthetic_frames,
+                           size=(h, w), seed=cfg.seed)
 
 
 def vipseg_root(cfg: TrainConfig, out_dir: str | os.PathLike) -> Path:

@@ -37,7 +37,7 @@ from vidseg.data.stcnn_data import (
     frame_folders,
     image_mask_pairs,
 )
-from vidseg.data.synth import generate
+from vidseg.data.synth import generate_cached
 from vidseg.engine.distributed import barrier, init_distributed
 from vidseg.engine.stcnn_stages import (
     FramePredStage,
@@ -200,14 +200,9 @@ def build_step_hook(cfg: TrainConfig) -> StcnnStepHook:
 
 def synthetic_davis_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
     """Generate (once) the synthetic DAVIS data set ``cfg.data`` describes, under ``cache_dir``."""
-
-    d = cfg.data
-    w, h = d.synthetic_size
-    root = Path(cache_dir) / f"synthetic_davis_{d.synthetic_videos}x{d.synthetic_frames}_{w}x{h}_s{cfg.seed}"
-    if not (root / "ImageSets").is_dir():
-        generate("davis", root, videos=d.synthetic_videos, frames=d.synthetic_frames, size=(h, w), seed=cfg.seed,
-                 val_fraction=0.34, overwrite=True, progress=False)
-    return root
+    w, h = cfg.data.synthetic_size
+    return generate_cached("davis", cache_dir, videos=cfg.data.synthetic_videos, frames=cfg.data.synthetic_frames,
+                           size=(h, w), seed=cfg.seed)
 
 
 def stcnn_data_root(cfg: TrainConfig, out_dir: str | os.PathLike) -> Path:

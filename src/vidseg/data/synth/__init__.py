@@ -16,6 +16,7 @@ from vidseg.data.synth.writer import (
     davis_mask,
     davis_targets,
     generate,
+    generate_cached,
     parse_size,
     split_videos,
     vipseg_instance_lut,
@@ -25,6 +26,6 @@ from vidseg.data.synth.writer import (
 
 __all__ = [
     "DEFAULT_STUFF", "DEFAULT_THINGS", "KINDS", "SynthConfig", "SynthSummary", "SyntheticVideo", "davis_mask",
-    "davis_targets", "generate", "iter_frames", "parse_size", "plan_video", "split_videos", "video_name",
+    "davis_targets", "generate", "generate_cached", "iter_frames", "parse_size", "plan_video", "split_videos", "video_name",
     "vipseg_instance_lut", "vipseg_raw_mask", "vspw_raw_mask",
 ]

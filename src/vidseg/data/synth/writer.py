@@ -250,6 +250,22 @@ def _check_out(out: Path, kind: str, overwrite: bool) -> None:
         raise DataError(out, "output path exists and is not a folder")
 
 
+def generate_cached(kind: str, cache_dir: str | os.PathLike, *, videos: int, frames: int, size: tuple[int, int],
+                    seed: int, val_fraction: float = 0.34) -> Path:
+    """Generate (once) a synthetic dataset under ``cache_dir`` and return its root.
+
+    The root is named after its parameters, ``synthetic_<kind>_<N>x<T>_<W>x<H>_s<seed>``, so a later call with the
+    same parameters reuses it; :func:`generate` only renames a complete dataset into place, so an existing root is
+    finished. ``size`` is (H, W).
+    """
+    h, w = size
+    root = Path(cache_dir) / f"synthetic_{kind}_{videos}x{frames}_{w}x{h}_s{seed}"
+    if not root.is_dir():
+        generate(kind, root, videos=videos, frames=frames, size=(h, w), seed=seed, val_fraction=val_fraction,
+                 overwrite=True, progress=False)
+    return root
+
+
 def generate(kind: str, out: str | os.PathLike, videos: int = 4, frames: int = 30,
              size: tuple[int, int] = (480, 853), seed: int = 0, config: SynthConfig | None = None, *,
              val_fraction: float = 0.4, test_fraction: float = 0.0, overwrite: bool = False,
