@@ -38,8 +38,8 @@ from vidseg.data.sampling import (
     SingleFrameSampler,
     TCBSampler,
 )
-from vidseg.data.synth import generate_cached
 from vidseg.data.vspw import VSPWDataset
+from vidseg.engine.dataset_root import dataset_root
 from vidseg.engine.panoptic import make_panoptic_evaluate_fn, panoptic_train_dataset, vipseg_root
 from vidseg.errors import ConfigError
 from vidseg.flow.backends import DISFlow
@@ -144,24 +144,11 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 # data
 # ----------------------------------------------------------------------------------------------------------
 
-def synthetic_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
-    """Generate (once) the synthetic VSPW-layout data set ``cfg.data`` describes, under ``cache_dir``."""
-    d = cfg.data
-    w, h = d.synthetic_size
-    return generate_cached("vspw", cache_dir, videos=d.synthetic_videos, frames=d.synthetic_frames, size=(h, w),
-                           seed=cfg.seed)
-
-
 def data_root(cfg: TrainConfig, out_dir: str | os.PathLike) -> Path:
     """The dataset root: ``data.root``, or the synthetic data set (generated on first use)."""
     if is_panoptic(cfg):
         return vipseg_root(cfg, out_dir)
-    if cfg.data.dataset == "synthetic":
-        return synthetic_root(cfg, Path(out_dir) / "data_cache")
-    if cfg.data.root is None:
-        raise ConfigError("data.root is not set (the VSPW root, e.g. data/VSPW_480p); "
-                          "use --set data.root=PATH, data.dataset=synthetic or smoke=true")
-    return Path(cfg.data.root)
+    return dataset_root(cfg, out_dir, "vspw", "the VSPW root, e.g. data/VSPW_480p")
 
 
 def clip_sampler(cfg: TrainConfig, model: nn.Module) -> ClipSampler:

@@ -21,29 +21,16 @@ from torch import nn
 
 from vidseg.config import TrainConfig
 from vidseg.data.dataset import ClipDataset
-from vidseg.data.synth import generate_cached
 from vidseg.data.vipseg_train import vipseg_train_dataset, vipseg_train_transform, vipseg_videos
-from vidseg.errors import ConfigError
+from vidseg.engine.dataset_root import dataset_root
 from vidseg.inference.panoptic import PanopticVideoPredictor
 from vidseg.metrics.vipseg_eval import VIPSegEvaluator
 from vidseg.structures import DEFAULT_LABEL_DIVISOR
 
 
-def synthetic_vipseg_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
-    """Generate (once) the synthetic VIPSeg data set ``cfg.data`` describes, under ``cache_dir``."""
-    w, h = cfg.data.synthetic_size
-    return generate_cached("vipseg", cache_dir, videos=cfg.data.synthetic_videos, frames=cfg.data.synthetic_frames,
-                           size=(h, w), seed=cfg.seed)
-
-
 def vipseg_root(cfg: TrainConfig, out_dir: str | os.PathLike) -> Path:
     """The VIPSeg root: ``data.root``, or the synthetic VIPSeg set (generated on first use)."""
-    if cfg.data.dataset == "synthetic":
-        return synthetic_vipseg_root(cfg, Path(out_dir) / "data_cache")
-    if cfg.data.root is None:
-        raise ConfigError("data.root is not set (the VIPSeg root, e.g. data/VIPSeg_720P); "
-                          "use --set data.root=PATH, data.dataset=synthetic or smoke=true")
-    return Path(cfg.data.root)
+    return dataset_root(cfg, out_dir, "vipseg", "the VIPSeg root, e.g. data/VIPSeg_720P")
 
 
 def panoptic_train_dataset(cfg: TrainConfig, out_dir: str | os.PathLike) -> ClipDataset:

@@ -37,7 +37,7 @@ from vidseg.data.stcnn_data import (
     frame_folders,
     image_mask_pairs,
 )
-from vidseg.data.synth import generate_cached
+from vidseg.engine.dataset_root import dataset_root
 from vidseg.engine.distributed import barrier, init_distributed
 from vidseg.engine.stcnn_stages import (
     FramePredStage,
@@ -198,21 +198,10 @@ def build_step_hook(cfg: TrainConfig) -> StcnnStepHook:
 # data
 # ----------------------------------------------------------------------------------------------------------
 
-def synthetic_davis_root(cfg: TrainConfig, cache_dir: str | os.PathLike) -> Path:
-    """Generate (once) the synthetic DAVIS data set ``cfg.data`` describes, under ``cache_dir``."""
-    w, h = cfg.data.synthetic_size
-    return generate_cached("davis", cache_dir, videos=cfg.data.synthetic_videos, frames=cfg.data.synthetic_frames,
-                           size=(h, w), seed=cfg.seed)
-
-
 def stcnn_data_root(cfg: TrainConfig, out_dir: str | os.PathLike) -> Path:
     """``data.root``, or the generated synthetic DAVIS data set."""
-    if cfg.data.dataset == "synthetic":
-        return synthetic_davis_root(cfg, Path(out_dir) / "data_cache")
-    if cfg.data.root is None:
-        raise ConfigError("data.root is not set (STCNN stages: a DAVIS root, a folder of frame folders or of "
-                          "image/mask pairs); use --set data.root=PATH or smoke=true")
-    return Path(cfg.data.root)
+    return dataset_root(cfg, out_dir, "davis", "STCNN stages: a DAVIS root, a folder of frame folders or of "
+                        "image/mask pairs")
 
 
 def _synthetic_pairs(root: Path) -> list[tuple[Path, Path]]:
