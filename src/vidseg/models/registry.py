@@ -106,6 +106,17 @@ def _tcb(kwargs: dict[str, Any]) -> ModelEntry:
                       augment="resnet", test=test, paper="VSPW (TCB)")
 
 
+def _panofcn_entry(builder: str, test_rule: str, predictor: str, paper: str) -> ModelEntry:
+    """A Clip-PanoFCN-family entry (58 thing + 66 stuff classes, official converter, consecutive training clips);
+    ``builder`` names a function of ``models.panoptic.clip_panofcn``, ``predictor`` a ``module:Class`` of
+    ``vidseg.inference``."""
+    return ModelEntry(f"vidseg.models.panoptic.clip_panofcn:{builder}", {"num_thing": 58, "num_stuff": 66},
+                      family="clip_panofcn", task="panoptic", video=True,
+                      converter="vidseg.models.convert_panofcn:convert_clip_panofcn_checkpoint",
+                      test_rule=test_rule, train_clips="consecutive", predictor=f"vidseg.inference.{predictor}",
+                      classes_kwarg=None, paper=paper)
+
+
 MODELS: dict[str, ModelEntry] = {
     # backbones
     **{f"mit_b{i}": _backbone(_MIT, {"variant": f"b{i}"}, "mit", "SegFormer", _NVLABS) for i in range(6)},
@@ -145,28 +156,14 @@ MODELS: dict[str, ModelEntry] = {
                         paper="STCNN (Xu et al., CVPR 2019)")
        for name, kwargs in (("stcnn_r101", {}), ("stcnn_small", _STCNN_SMALL))},
     # video panoptic segmentation (VIPSeg): clips of 3 frames, inter-clip tracking (docs/training.md)
-    "clip_panofcn_r50": ModelEntry("vidseg.models.panoptic.clip_panofcn:build_clip_panofcn",
-                                   {"num_thing": 58, "num_stuff": 66}, family="clip_panofcn", task="panoptic",
-                                   video=True,
-                                   converter="vidseg.models.convert_panofcn:convert_clip_panofcn_checkpoint",
-                                   test_rule="clips", train_clips="consecutive",
-                                   predictor="vidseg.inference.panoptic:PanopticVideoPredictor",
-                                   classes_kwarg=None, paper="VIPSeg (Clip-PanoFCN)"),
+    "clip_panofcn_r50": _panofcn_entry("build_clip_panofcn", "clips", "panoptic:PanopticVideoPredictor",
+                                       "VIPSeg (Clip-PanoFCN)"),
     # the same network run frame by frame (PanopticFCN), things linked by IoU + Hungarian association (VIPSeg §3.4.1)
-    "panofcn_r50": ModelEntry("vidseg.models.panoptic.clip_panofcn:build_clip_panofcn",
-                              {"num_thing": 58, "num_stuff": 66}, family="clip_panofcn", task="panoptic", video=True,
-                              converter="vidseg.models.convert_panofcn:convert_clip_panofcn_checkpoint",
-                              test_rule="frames", train_clips="consecutive",
-                              predictor="vidseg.inference.panoptic_assoc:AssociatedFramePredictor",
-                              classes_kwarg=None, paper="VIPSeg (PanopticFCN baseline)"),
+    "panofcn_r50": _panofcn_entry("build_clip_panofcn", "frames", "panoptic_assoc:AssociatedFramePredictor",
+                                  "VIPSeg (PanopticFCN baseline)"),
     # CPU variant for tests, smoke training and the demo: ResNet (1,1,1,1) width 16, 64-wide heads, 1.46M params
-    "clip_panofcn_tiny": ModelEntry("vidseg.models.panoptic.clip_panofcn:build_tiny_clip_panofcn",
-                                    {"num_thing": 58, "num_stuff": 66}, family="clip_panofcn", task="panoptic",
-                                    video=True,
-                                    converter="vidseg.models.convert_panofcn:convert_clip_panofcn_checkpoint",
-                                    test_rule="clips", train_clips="consecutive",
-                                    predictor="vidseg.inference.panoptic:PanopticVideoPredictor",
-                                    classes_kwarg=None, paper="VIPSeg (Clip-PanoFCN), small"),
+    "clip_panofcn_tiny": _panofcn_entry("build_tiny_clip_panofcn", "clips", "panoptic:PanopticVideoPredictor",
+                                        "VIPSeg (Clip-PanoFCN), small"),
 }
 
 
