@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the list as JSON (name, params, task, paper, official test settings) to FILE; "
                              "without FILE (or with -) print it instead of the table")
     parser.add_argument("--out", help=argparse.SUPPRESS)  # older spelling of --json FILE
-    parser.add_argument("--task", default=None, choices=["backbone", "semantic", "video-semantic"],
+    parser.add_argument("--task", default=None,
+                        choices=["backbone", "semantic", "video-semantic", "video-panoptic", "video-object"],
                         help="only the models of this task")
     parser.add_argument("--num-classes", type=positive_int, default=124, help="classes used when counting parameters")
     add_quiet(parser)
@@ -58,7 +59,7 @@ def test_input(test: dict) -> str:
     """One line for a model's official test settings, e.g. ``853x480/32 mmseg online``."""
     scale = "x".join(str(v) for v in test["img_scale"]) if test["img_scale"] else "native"
     divisor = f"/{test['size_divisor']}" if test["size_divisor"] > 1 else ""
-    extra = f" short-video {test['short_video']}" if test["mode"] == "offline" else ""
+    extra = f" short-video {test['short_video']}" if test["short_video"] != "clamp" else ""
     return f"{scale}{divisor} {test['normalization']} {test['mode']}{extra}"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from vidseg.cli.argtypes import positive_int
 
-NORMALIZATION_CHOICES = ("mmseg", "torchvision")
+NORMALIZATION_CHOICES = ("mmseg", "torchvision", "detectron2")
 MODE_CHOICES = ("online", "offline")
 SHORT_VIDEO_CHOICES = ("clamp", "wrap")
 TTA_DATASET_CHOICES = ("ade20k", "cityscapes", "vspw")
@@ -29,7 +29,8 @@ def add_test_arguments(parser: argparse.ArgumentParser, *, clips: bool = True) -
     parser.add_argument("--size-divisor", type=positive_int, default=None,
                         help=f"second resize: stretch the input to multiples of this (1: none); {OFFICIAL}")
     parser.add_argument("--normalization", default=None, choices=NORMALIZATION_CHOICES,
-                        help=f"mmseg: (x - mean) / std on 0..255; torchvision: x / 255 first (TCB); {OFFICIAL}")
+                        help=f"mmseg: (x - mean) / std on 0..255; torchvision: x / 255 first (TCB); detectron2: "
+                             f"x - mean, std 1 (Clip-PanoFCN); {OFFICIAL}")
     if not clips:
         return
     parser.add_argument("--mode", default=None, choices=MODE_CHOICES,

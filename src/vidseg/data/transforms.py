@@ -35,14 +35,15 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 class Normalization:
     """Per-channel input normalisation of RGB frames: ``(x / input_scale - mean) / std`` in float32.
 
-    The two official variants give float32 results that differ in the last bit, so each model's registry entry
+    The official variants differ (mmseg and torchvision only in the last float32 bit), so each model's registry entry
     names the one its official test uses (:data:`NORMALIZATIONS`).
 
     Attributes:
         mean: per-channel mean, in the units of ``x / input_scale``.
         std: per-channel std, same units.
-        input_scale: 1 for mmcv ``imnormalize`` on 0..255 (CFFM, SegFormer); 255 for ``x / 255`` followed by
-            torchvision ``Normalize`` (TCB's ``dataset2.py``).
+        input_scale: 1 for mmcv ``imnormalize`` on 0..255 (CFFM, SegFormer) and detectron2's mean subtraction
+            (Clip-PanoFCN); 255 for ``x / 255`` followed by torchvision ``Normalize`` (TCB's ``dataset2.py``,
+            STCNN's frame).
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -53,6 +54,8 @@ class Normalization:
 NORMALIZATIONS: dict[str, Normalization] = {
     "mmseg": Normalization(),
     "torchvision": Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 255.0),
+    # detectron2's PIXEL_MEAN with PIXEL_STD 1 on 0..255 (Clip-PanoFCN / PanopticFCN configs)
+    "detectron2": Normalization(IMAGENET_MEAN, (1.0, 1.0, 1.0), 1.0),
 }
 
 

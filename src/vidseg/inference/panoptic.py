@@ -23,9 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vidseg.data.transforms import normalize_frames
 from vidseg.errors import DataError
 from vidseg.inference.predictor import VideoInput, iter_video
-from vidseg.models.panoptic.clip_panofcn import PIXEL_MEAN, PIXEL_STD, ClipPanoFCN
+from vidseg.inference.settings import PANOFCN_TEST
+from vidseg.models.panoptic.clip_panofcn import ClipPanoFCN
 from vidseg.models.panoptic.inference import (
     ClipInferenceSettings,
     ClipPanoptic,
@@ -71,11 +73,11 @@ class PanopticFramePrediction:
 
 
 def frames_to_tensor(frames: list[np.ndarray], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 RGB frames [H, W, 3] -> normalised [1, T, 3, H, W] (0..255 minus PIXEL_MEAN, / PIXEL_STD)."""
-    x = torch.from_numpy(np.stack(frames)).to(device=device, dtype=dtype).permute(0, 3, 1, 2)
-    mean = torch.tensor(PIXEL_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
-    std = torch.tensor(PIXEL_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
-    return ((x - mean) / std).unsqueeze(0)
+    """uint8 RGB frames [H, W, 3] at their own size -> [1, T, 3, H, W] normalised by the official test settings
+    (:data:`vidseg.inference.settings.PANOFCN_TEST`: 0..255 minus detectron2's PIXEL_MEAN, PIXEL_STD 1)."""
+    norm = PANOFCN_TEST.norm
+    x = normalize_frames(np.stack(frames), norm.mean, norm.std, norm.input_scale)
+    return x.to(device=device, dtype=dtype).unsqueeze(0)
 
 
 def apply_tracks(result: ClipPanoptic, tracks: dict[int, list[int]]) -> torch.Tensor:

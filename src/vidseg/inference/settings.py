@@ -15,6 +15,18 @@ The facts (``specs/models.md`` §1.5-1.7, §2.6, §3 and the official repositori
   ``Normalize``, future supports t+3/6/9 (past near the end: ``--mode offline``), the object-region memory
   on (``USEMEMORY=True``, the official FIFO rule), negative support indices wrapping to the end of short
   videos (``short_video="wrap"``). No multi-scale test in the official code.
+* Clip-PanoFCN / PanopticFCN (VIPSeg-Dataset ``eval_net_video.py`` + ``VideoClipTestNooverlapDataset``, §4.4):
+  the raw frames at their own size (MIN/MAX_SIZE_TEST unused on this path; the model zero-pads to multiples of 32
+  itself, no stretch), detectron2 ``PIXEL_MEAN`` subtracted with ``PIXEL_STD`` 1 on 0..255 RGB, non-overlapping
+  clips of 3 (a frame sees the later frames of its clip: ``offline``); ``panofcn_r50`` runs frame by frame
+  (``online``). :class:`vidseg.inference.panoptic.PanopticVideoPredictor` normalises with :data:`PANOFCN_TEST`.
+* STCNN (longyin880815/STCNN ``DAVIS_dataloader.py`` test + ``train_online_dream.py``, §5.7): the 480p frames
+  as they are (no resize), the frame ``x / 255`` then ImageNet mean/std (torchvision), the previous delta frames
+  (``online``) as a temporal stack ``x / 127.5 - 1`` that no setting changes.
+  :class:`vidseg.inference.vos.StcnnVosPredictor` normalises the frame with :data:`STCNN_TEST`.
+
+The panoptic and object predictors take no test options (``vidseg segment`` refuses them for those models); their
+settings say what the official test does and are what the predictors apply.
 """
 
 from __future__ import annotations
@@ -36,7 +48,8 @@ class InferenceSettings:
     Attributes:
         img_scale: (long, short) keep-ratio test scale of ``AlignedResize``; None keeps the frame size.
         size_divisor: the second resize stretches to multiples of this (1: none).
-        normalization: a key of :data:`vidseg.data.transforms.NORMALIZATIONS` (``"mmseg"``, ``"torchvision"``).
+        normalization: a key of :data:`vidseg.data.transforms.NORMALIZATIONS` (``"mmseg"``, ``"torchvision"``,
+            ``"detectron2"``).
         mode: ``"online"`` (past frames only) or ``"offline"`` (TCB's future supports).
         short_video: TCB's rule for supports before frame 0 in the official protocol: ``"wrap"`` (official,
             :class:`vidseg.data.sampling.TCBSampler`) or ``"clamp"``. ``vidseg segment`` (user videos) clamps
@@ -108,3 +121,12 @@ TCB_MEM_TEST = replace(TCB_TEST, model_kwargs={"memory": "official"})
 VSPW_IMAGE_TEST = InferenceSettings(normalization="torchvision", official_tta=False,
                                source="CVPR2021_VSPW_Implement test.py + dataset2.py TestDataset (scripts/run_psp.sh)")
 PLAIN_TEST = InferenceSettings(source="no official test script in vidseg's references: frames as they are")
+PANOFCN_TEST = InferenceSettings(normalization="detectron2", mode="offline", official_tta=False,
+                                source="VIPSeg-Dataset eval_net_video.py + VideoClipTestNooverlapDataset (native "
+                                       "size, padded to 32 in the model; clips of 3)")
+PANOFCN_FRAMES_TEST = replace(PANOFCN_TEST, mode="online",
+                              source="vidseg: the Clip-PanoFCN test input frame by frame + IoU association "
+                                     "(VIPSeg §3.4.1); the official image-model test is not in vidseg's references")
+STCNN_TEST = InferenceSettings(normalization="torchvision", official_tta=False,
+                               source="STCNN dataloaders/DAVIS_dataloader.py test + train_online_dream.py (native "
+                                      "480p, previous delta frames as x/127.5-1)")

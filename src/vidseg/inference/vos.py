@@ -33,12 +33,12 @@ import numpy as np
 import torch
 
 from vidseg.categories import davis_palette
+from vidseg.data.transforms import normalize_frames
 from vidseg.errors import DataError
 from vidseg.fileio import read_image
+from vidseg.inference.settings import STCNN_TEST
 from vidseg.models.vos.stcnn import STCNN
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 VOID = 255  # DAVIS "void" label: never an object
 
 
@@ -102,11 +102,11 @@ def temporal_stack(frames: list[np.ndarray], device: torch.device, dtype: torch.
 
 
 def normalize_frame(frame: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 RGB [H, W, 3] -> [1, 3, H, W]: ``x / 255``, then ImageNet mean/std."""
-    x = torch.from_numpy(np.asarray(frame, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return ((x - mean) / std).to(device=device, dtype=dtype)
+    """uint8 RGB [H, W, 3] -> [1, 3, H, W] by the official test settings
+    (:data:`vidseg.inference.settings.STCNN_TEST`: ``x / 255``, then ImageNet mean/std)."""
+    norm = STCNN_TEST.norm
+    x = normalize_frames(np.asarray(frame, dtype=np.float32), norm.mean, norm.std, norm.input_scale)
+    return x[None].to(device=device, dtype=dtype)
 
 
 def dilate_ellipse(mask: np.ndarray, size: int = 80) -> np.ndarray:

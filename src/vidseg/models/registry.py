@@ -109,11 +109,12 @@ def _tcb(kwargs: dict[str, Any]) -> ModelEntry:
 def _panofcn_entry(builder: str, test_rule: str, predictor: str, paper: str) -> ModelEntry:
     """A Clip-PanoFCN-family entry (58 thing + 66 stuff classes, official converter, consecutive training clips);
     ``builder`` names a function of ``models.panoptic.clip_panofcn``, ``predictor`` a ``module:Class`` of
-    ``vidseg.inference``."""
+    ``vidseg.inference``; clips of 3 test as ``PANOFCN_TEST``, frame by frame as ``PANOFCN_FRAMES_TEST``."""
     return ModelEntry(f"vidseg.models.panoptic.clip_panofcn:{builder}", {"num_thing": 58, "num_stuff": 66},
                       family="clip_panofcn", task="panoptic", video=True,
                       converter="vidseg.models.convert_panofcn:convert_clip_panofcn_checkpoint",
                       test_rule=test_rule, train_clips="consecutive", predictor=f"vidseg.inference.{predictor}",
+                      test=_TEST + ("PANOFCN_FRAMES_TEST" if test_rule == "frames" else "PANOFCN_TEST"),
                       classes_kwarg=None, paper=paper)
 
 
@@ -152,8 +153,8 @@ MODELS: dict[str, ModelEntry] = {
     **{name: ModelEntry("vidseg.models.vos.stcnn:build_stcnn", kwargs, family="stcnn", task="object", video=True,
                         converter="vidseg.models.convert_stcnn:convert_stcnn_checkpoint",
                         test_rule="previous_frames", train_clips="previous_frames",
-                        predictor="vidseg.inference.vos:StcnnVosPredictor", classes_kwarg=None,
-                        paper="STCNN (Xu et al., CVPR 2019)")
+                        predictor="vidseg.inference.vos:StcnnVosPredictor", test=_TEST + "STCNN_TEST",
+                        classes_kwarg=None, paper="STCNN (Xu et al., CVPR 2019)")
        for name, kwargs in (("stcnn_r101", {}), ("stcnn_small", _STCNN_SMALL))},
     # video panoptic segmentation (VIPSeg): clips of 3 frames, inter-clip tracking (docs/training.md)
     "clip_panofcn_r50": _panofcn_entry("build_clip_panofcn", "clips", "panoptic:PanopticVideoPredictor",
