@@ -31,6 +31,7 @@ from vidseg.data.sampling import ClipSampler
 from vidseg.data.transforms import NORMALIZATIONS, Normalization
 from vidseg.data.video import FrameFolder, open_video
 from vidseg.errors import DataError
+from vidseg.inference.backend import Backend, TorchBackend
 from vidseg.inference.cache import FrameCache
 from vidseg.inference.fast_argmax import upsample_argmax
 from vidseg.inference.rules import Reach, rule_for_model, rule_reach
@@ -105,6 +106,8 @@ class VideoPredictor:
             the classes that can win (:func:`vidseg.inference.fast_argmax.upsample_argmax`; the same labels as
             the plain path, which resizes all logits, then takes the argmax (of the probabilities when the model
             input size differs from the frame's)). False: the plain path (for comparisons).
+        backend: what runs the encoder and decoder (:mod:`vidseg.inference.backend`; e.g.
+            ``make_backend(model, "onnxruntime")``); None: the PyTorch model.
 
     Example::
 
@@ -117,7 +120,7 @@ class VideoPredictor:
                  tta: TTA | None = None, img_scale: tuple[int, int] | None = None, size_divisor: int = 1,
                  normalization: Normalization = NORMALIZATIONS["mmseg"], short_video: str = "clamp",
                  rule: ClipSampler | None = None, return_logits: bool = False, return_probs: bool = False,
-                 keep_images: bool = False, fast_argmax: bool = True) -> None:
+                 keep_images: bool = False, fast_argmax: bool = True, backend: Backend | None = None) -> None:
         self.model = model if device is None else model.to(device)
         self.model.eval()
         self.device = _model_device(self.model) if device is None else torch.device(device)
@@ -133,6 +136,7 @@ class VideoPredictor:
         self.return_probs = return_probs
         self.keep_images = keep_images
         self.fast_argmax = fast_argmax
+        self.backend: Backend = backend if backend is not None else TorchBackend(self.model)
         self.last_stream: VideoStream | None = None
 
     @property
@@ -226,7 +230,7 @@ class VideoStream:
             frame = self.frames[index][0]
             view = resize_view(frame, v.scale, self.p.img_scale, self.p.size_divisor)
             x = prepare_view(view, v.flip, self.p.normalization, device=self.p.device)
-            feats = self.p.model.encode_frame(x)
+            feats = self.p.backend.encode_frame(x)
             self.encoded += 1
             cache.put(index, feats)
         return feats
@@ -235,7 +239,7 @@ class VideoStream:
         """After frame ``index`` was decoded as a target, keep only what it contributes as a support."""
         for cache in self.features:
             if index in cache:
-                cache.put(index, self.p.model.support_features(cache[index]))
+                cache.put(index, self.p.backend.support_features(cache[index]))
 
     @torch.inference_mode()
     def _predict(self, t: int) -> FramePrediction:
@@ -255,7 +259,7 @@ class VideoStream:
         for k, v in enumerate(self.p.variants):
             feats = [self._features(k, i) for i in clip]
             vsize = variant_size(size, v.scale, self.p.img_scale, self.p.size_divisor)
-            views.append((v, self.p.model.decode_clip(feats, vsize)))
+            views.append((v, self.p.backend.decode_clip(feats, vsize)))
         self._trim(t)
         if skipped:  # stateful model: decoded only to keep its state as in an uninterrupted run
             return FramePrediction(t, name, clip, image=image, skipped=True)
@@ -267,7 +271,7 @@ class VideoStream:
         """One unflipped view, labels only: low-resolution logits -> :func:`upsample_argmax` (same labels)."""
         name = self.frames[t][1]
         vsize = variant_size(size, 1.0, self.p.img_scale, self.p.size_divisor)
-        low = self.p.model.decode_clip_lowres([self._features(0, i) for i in clip], vsize)
+        low = self.p.backend.decode_clip_lowres([self._features(0, i) for i in clip], vsize)
         self._trim(t)
         if skipped:
             return FramePrediction(t, name, clip, image=image, skipped=True)
