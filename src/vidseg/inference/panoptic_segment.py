@@ -36,6 +36,7 @@ from vidseg.data.video import open_video
 from vidseg.errors import DataError
 from vidseg.fileio import write_text_atomic
 from vidseg.inference.panoptic import PanopticVideoPredictor
+from vidseg.inference.pipeline import READ_AHEAD, OrderedJobs, read_ahead
 from vidseg.inference.predictor import iter_video
 from vidseg.metrics.vipseg_eval import write_rgb_id_png
 from vidseg.structures import DEFAULT_LABEL_DIVISOR
@@ -96,9 +97,16 @@ def _frames_with_images(video: os.PathLike, names: list[str], images: dict[int, 
         yield frame
 
 
+def _write_panoptic_frame(path: Path, ids: np.ndarray, label_divisor: int, image: np.ndarray | None,
+                          writer: Mp4Writer | None) -> None:
+    write_rgb_id_png(path, ids)
+    if writer is not None:
+        writer.write(overlay_panoptic(image, ids, label_divisor=label_divisor))
+
+
 def segment_panoptic_video(predictor: PanopticVideoPredictor, video: Path, submit_dir: Path, *,
                            video_id: str | None = None, overlay: Path | None = None, fps: float | None = None,
-                           progress: bool = True) -> dict[str, Any]:
+                           progress: bool = True, pipeline: bool = True) -> dict[str, Any]:
     """Write one video's panoptic PNGs and ``pred.json`` entry (and overlay); returns a summary row.
 
     Args:
@@ -109,6 +117,8 @@ def segment_panoptic_video(predictor: PanopticVideoPredictor, video: Path, submi
         overlay: optional mp4 of the frames with tracks, stuff and a legend.
         fps: overlay frame rate (default: the video's, else 15).
         progress: show a progress bar.
+        pipeline: read frames and write PNGs / overlay frames on helper threads
+            (:mod:`vidseg.inference.pipeline`; the same files).
 
     Returns:
         ``{"video", "frames", "written", "skipped", "tracks", "seconds", "fps"}``.
@@ -128,16 +138,17 @@ def segment_panoptic_video(predictor: PanopticVideoPredictor, video: Path, submi
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(Mp4Writer(overlay, fps=fps or video_fps)) if overlay is not None else None
-        stream = predictor.predict(_frames_with_images(video, names, images, writer is not None))
+        jobs = stack.enter_context(OrderedJobs(enabled=pipeline))  # drained before the overlay writer closes
+        frames = _frames_with_images(video, names, images, writer is not None)
+        stream = predictor.predict(read_ahead(frames, READ_AHEAD if pipeline else 0))
         for pred in tqdm(stream, total=total, desc=video_id, unit="frame", disable=not progress):
             ids = pred.ids
             file_name = f"{names[pred.index]}.png"
-            write_rgb_id_png(folder / file_name, ids)
             entries.append({"image_id": names[pred.index], "file_name": file_name,
                             "segments_info": segments_info(ids, pred.label_divisor)})
             tracks.update(int(i) for i in np.unique(ids) if i % pred.label_divisor)
-            if writer is not None:
-                writer.write(overlay_panoptic(images.pop(pred.index), ids, label_divisor=pred.label_divisor))
+            jobs.submit(_write_panoptic_frame, folder / file_name, ids, pred.label_divisor,
+                        images.pop(pred.index) if writer is not None else None, writer)
     update_pred_json(submit_dir / PRED_JSON, video_id, entries)
     seconds = time.perf_counter() - start
     return {"video": video_id, "frames": len(entries), "written": len(entries), "skipped": 0, "tracks": len(tracks),

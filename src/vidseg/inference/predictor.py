@@ -34,6 +34,7 @@ from vidseg.errors import DataError
 from vidseg.inference.backend import Backend, TorchBackend
 from vidseg.inference.cache import FrameCache
 from vidseg.inference.fast_argmax import upsample_argmax
+from vidseg.inference.pipeline import read_ahead as read_ahead_frames
 from vidseg.inference.rules import Reach, rule_for_model, rule_reach
 from vidseg.inference.tta import TTA, Variant, logits_to_probs, prepare_view, resize_view, variant_size
 
@@ -150,16 +151,19 @@ class VideoPredictor:
         self.last_stream = stream
         return stream
 
-    def predict(self, video: VideoInput, *, skip: SkipFn | None = None) -> Iterator[FramePrediction]:
+    def predict(self, video: VideoInput, *, skip: SkipFn | None = None,
+                read_ahead: int = 0) -> Iterator[FramePrediction]:
         """Predict every frame of ``video``, in order.
 
         Args:
             video: a video file, a frame folder, or an iterable of uint8 [H, W, 3] frames.
             skip: ``skip(index, name) -> bool``: targets to leave undecoded (their prediction comes back with
                 ``skipped=True``); their frames are still encoded when a clip of another target needs them.
+            read_ahead: decode up to this many frames ahead on a helper thread
+                (:func:`vidseg.inference.pipeline.read_ahead`); 0 reads on the calling thread.
         """
         stream = self.stream(skip)
-        for frame, name in iter_video(video):
+        for frame, name in read_ahead_frames(iter_video(video), read_ahead):
             yield from stream.push(frame, name)
         yield from stream.finish()
 

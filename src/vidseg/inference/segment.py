@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from vidseg.data.video import open_video
 from vidseg.fileio import read_image, write_mask_png
-from vidseg.inference.predictor import VideoPredictor
+from vidseg.inference.pipeline import READ_AHEAD, OrderedJobs
+from vidseg.inference.predictor import FramePrediction, VideoPredictor
 from vidseg.viz.overlay import overlay_semantic
 from vidseg.viz.palette import semantic_colors
 from vidseg.viz.video import Mp4Writer
@@ -54,11 +55,24 @@ def _overlay_writer(stack: contextlib.ExitStack, overlay: Path | None, fps: floa
     return stack.enter_context(Mp4Writer(overlay, fps=fps))
 
 
+def _write_frame(path: Path, pred: FramePrediction, palette: np.ndarray, writer: Mp4Writer | None) -> None:
+    """Write one frame's mask (unless it was skipped: resume) and its overlay frame; reads a skipped mask back."""
+    labels = pred.labels
+    if pred.skipped:
+        labels = read_image(path, "P") if writer is not None else None
+    else:
+        write_mask_png(path, np.asarray(labels, dtype=np.uint8), palette)
+    if writer is not None:
+        writer.write(overlay_semantic(pred.image, labels))
+
+
 def segment_video(predictor: VideoPredictor, video: Path, out_dir: Path, *, overlay: Path | None = None,
-                  fps: float | None = None, progress: bool = True) -> dict[str, Any]:
+                  fps: float | None = None, progress: bool = True, pipeline: bool = True) -> dict[str, Any]:
     """Write the masks (and overlay) of one video; returns a summary row.
 
-    Frames whose mask already exists are skipped (resume); for the overlay their mask is read back.
+    Frames whose mask already exists are skipped (resume); for the overlay their mask is read back. With
+    ``pipeline`` the next frames are decoded and the masks and overlay written on helper threads while the
+    model runs (:mod:`vidseg.inference.pipeline`; the same files).
 
     Returns:
         ``{"video", "frames", "written", "skipped", "seconds", "fps"}``.
@@ -74,19 +88,12 @@ def segment_video(predictor: VideoPredictor, video: Path, out_dir: Path, *, over
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         writer = _overlay_writer(stack, overlay, fps or video_fps)
-        bar = tqdm(predictor.predict(video, skip=done), total=total, desc=f"segment {video_name(video)}",
-                   unit="frame", disable=not progress)
-        for pred in bar:
-            path = out_dir / f"{pred.name}.png"
-            labels = pred.labels
-            if pred.skipped:
-                skipped += 1
-                labels = read_image(path, "P") if writer is not None else None
-            else:
-                write_mask_png(path, np.asarray(labels, dtype=np.uint8), palette)
-                written += 1
-            if writer is not None:
-                writer.write(overlay_semantic(pred.image, labels))
+        jobs = stack.enter_context(OrderedJobs(enabled=pipeline))  # closed (drained) before the overlay writer
+        preds = predictor.predict(video, skip=done, read_ahead=READ_AHEAD if pipeline else 0)
+        for pred in tqdm(preds, total=total, desc=f"segment {video_name(video)}", unit="frame",
+                         disable=not progress):
+            skipped, written = skipped + pred.skipped, written + (not pred.skipped)
+            jobs.submit(_write_frame, out_dir / f"{pred.name}.png", pred, palette, writer)
     seconds = time.perf_counter() - start
     return {"video": video_name(video), "frames": written + skipped, "written": written, "skipped": skipped,
             "seconds": round(seconds, 3), "fps": round(written / seconds, 3) if seconds > 0 else 0.0}

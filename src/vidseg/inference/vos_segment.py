@@ -18,11 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from vidseg.categories import davis_palette
 from vidseg.data.davis import write_davis_mask
 from vidseg.data.video import FrameFolder, open_video
+from vidseg.inference.pipeline import READ_AHEAD, OrderedJobs, read_ahead
 from vidseg.inference.predictor import iter_video
 from vidseg.inference.vos import StcnnVosPredictor, read_first_mask
 from vidseg.viz.overlay import overlay_semantic
@@ -39,9 +41,15 @@ def _frame_names(video: Path) -> tuple[list[str] | None, float]:
     return ([f"{i + 1:08d}" for i in range(count)] if count else None), fps
 
 
+def _write_object_frame(path: Path, mask: np.ndarray, image: np.ndarray | None, writer: Mp4Writer | None) -> None:
+    write_davis_mask(path, mask)
+    if writer is not None:
+        writer.write(overlay_semantic(image, mask, palette=davis_palette(), ignore_label=0))
+
+
 def segment_object_video(predictor: StcnnVosPredictor, video: Path, first_mask: Path, out_dir: Path, *,
-                         overlay: Path | None = None, fps: float | None = None, progress: bool = True
-                         ) -> dict[str, Any]:
+                         overlay: Path | None = None, fps: float | None = None, progress: bool = True,
+                         pipeline: bool = True) -> dict[str, Any]:
     """Write the object masks (and overlay) of one video; returns a summary row.
 
     Args:
@@ -52,6 +60,8 @@ def segment_object_video(predictor: StcnnVosPredictor, video: Path, first_mask: 
         overlay: optional mp4 path of the frames with the masks blended in.
         fps: overlay frame rate (default: the video's, else 15).
         progress: show a progress bar.
+        pipeline: read frames and write masks / overlay frames on helper threads
+            (:mod:`vidseg.inference.pipeline`; the same files).
 
     Returns:
         ``{"video", "frames", "written", "skipped", "objects", "seconds", "fps"}``.
@@ -66,7 +76,7 @@ def segment_object_video(predictor: StcnnVosPredictor, video: Path, first_mask: 
         return {"video": video.name, "frames": len(names), "written": 0, "skipped": len(names),
                 "objects": None, "seconds": 0.0, "fps": 0.0}
     out_dir.mkdir(parents=True, exist_ok=True)
-    pairs = iter_video(video)
+    pairs = read_ahead(iter_video(video), READ_AHEAD if pipeline else 0)
     frame_names: list[str] = []
 
     def frames():
@@ -77,13 +87,12 @@ def segment_object_video(predictor: StcnnVosPredictor, video: Path, first_mask: 
     written, ids, start = 0, None, time.perf_counter()
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(Mp4Writer(overlay, fps=fps or video_fps)) if overlay is not None else None
+        jobs = stack.enter_context(OrderedJobs(enabled=pipeline))  # drained before the overlay writer closes
         stream = predictor.stream(frames(), mask, source=str(video), mask_source=str(first_mask))
         for out in tqdm(stream, total=len(names) if names else None, desc=video.name, unit="frame",
                         disable=not progress):
-            write_davis_mask(out_dir / f"{frame_names[out.index]}.png", out.mask)
+            jobs.submit(_write_object_frame, out_dir / f"{frame_names[out.index]}.png", out.mask, out.image, writer)
             written, ids = written + 1, out.ids
-            if writer is not None:
-                writer.write(overlay_semantic(out.image, out.mask, palette=davis_palette(), ignore_label=0))
     seconds = time.perf_counter() - start
     return {"video": video.name, "frames": written, "written": written, "skipped": 0, "objects": ids,
             "seconds": round(seconds, 3), "fps": round(written / seconds, 3) if seconds > 0 else 0.0}
