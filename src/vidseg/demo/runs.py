@@ -42,7 +42,7 @@ from vidseg.demo.data import DemoSize
 from vidseg.demo.panoptic import run_panoptic_part
 from vidseg.demo.report import METRICS, percent, write_demo_report
 from vidseg.demo.vos import run_vos_part
-from vidseg.engine.build import build_model, build_train_dataset, evaluate_videos
+from vidseg.engine.build import build_model, build_train_dataset, eval_settings, evaluate_videos
 from vidseg.engine.trainer import Trainer, seed_everything
 from vidseg.errors import ConfigError
 from vidseg.metrics.vspw import VSPWEvaluator
@@ -129,7 +129,8 @@ def _train_and_eval(model: DemoModel, root: Path, out: Path, size: DemoSize, see
     videos = list(VSPWDataset(root, "val").videos)
     t0 = time.perf_counter()
     with torch.no_grad():
-        metrics, preds = evaluate_videos(net, videos, "cpu", tc=True, keep_predictions=True,
+        metrics, preds = evaluate_videos(net, videos, "cpu", name=cfg.model.name, settings=eval_settings(cfg),
+                                         tc=True, keep_predictions=True,
                                          desc=f"evaluate {model.name}" if progress else None)
     return {"metrics": metrics, "predictions": preds, "train_seconds": train_s, "run_dir": run_dir,
             "eval_seconds": time.perf_counter() - t0,

@@ -6,8 +6,9 @@ This is the only place that knows how recipes map onto the library's pieces:
 * the training clips come from :class:`vidseg.data.dataset.ClipDataset` over the VSPW reader's videos
   (plus pseudo-labelled videos for STSC), with the method's clip sampler and a pipeline built from the
   transforms of :mod:`vidseg.data.transforms` sized by the config;
-* evaluation streams every validation video through :class:`vidseg.inference.VideoPredictor` into
-  :class:`vidseg.metrics.vspw.VSPWEvaluator` (mIoU, WIoU, mVC8, mVC16) and optionally TC with OpenCV DIS flow.
+* evaluation streams every validation video through the entry's predictor with its official test settings (the
+  same as ``vidseg predict``; :func:`eval_settings`) into :class:`vidseg.metrics.vspw.VSPWEvaluator` (mIoU, WIoU,
+  mVC8, mVC16) and optionally TC with OpenCV DIS flow.
 
 ``smoke: true`` shrinks a recipe so it runs in seconds on a CPU (see :func:`apply_smoke`).
 """
@@ -43,12 +44,12 @@ from vidseg.engine.dataset_root import dataset_root
 from vidseg.engine.panoptic import make_panoptic_evaluate_fn, panoptic_train_dataset, vipseg_root
 from vidseg.errors import ConfigError
 from vidseg.flow.backends import DISFlow
-from vidseg.inference.predictor import VideoPredictor
+from vidseg.inference.settings import InferenceSettings, training_eval_settings
 from vidseg.metrics.scoring import ScoredFrame, score_video
 from vidseg.metrics.tc import TCEvaluator
 from vidseg.metrics.vspw import VSPWEvaluator
 from vidseg.models.checkpoint import load_weights
-from vidseg.models.registry import build, get_entry, resolve
+from vidseg.models.registry import build, get_entry, make_predictor, official_settings, resolve
 
 # loss-config field -> builder keyword names that carry it
 _LOSS_KWARGS = {
@@ -206,9 +207,15 @@ def val_videos(cfg: TrainConfig, out_dir: str | os.PathLike) -> list[Any]:
 # evaluation
 # ----------------------------------------------------------------------------------------------------------
 
-def predict_video(model: nn.Module, video: Any, device: torch.device | str | None = None) -> list[np.ndarray]:
-    """Argmax predictions (uint8 [H, W]) of every frame of a reader video, streamed online."""
-    predictor = VideoPredictor(model, device=device)
+def eval_settings(cfg: TrainConfig) -> InferenceSettings:
+    """The test settings of training-time evaluation: the entry's official ones with the recipe's
+    ``data.base_size`` as the test scale when the official test resizes
+    (:func:`vidseg.inference.settings.training_eval_settings`)."""
+    return training_eval_settings(official_settings(cfg.model.name), tuple(cfg.data.base_size))
+
+
+def predict_video(predictor: Any, video: Any) -> list[np.ndarray]:
+    """Argmax predictions (uint8 [H, W]) of every frame of a reader video, streamed through ``predictor``."""
     frames = (video.load_frame(i) for i in range(len(video)))
     return [p.labels for p in predictor.predict(frames)]
 
@@ -220,22 +227,33 @@ def _scored_frames(video: Any, preds: list[np.ndarray]) -> Iterator[ScoredFrame]
 
 
 def evaluate_videos(model: nn.Module, videos: Sequence[Any], device: torch.device | str | None = None, *,
-                    num_classes: int = 124, tc: bool = False, keep_predictions: bool = False,
+                    name: str, settings: InferenceSettings, num_classes: int = 124, tc: bool = False,
+                    keep_predictions: bool = False,
                     desc: str | None = None) -> tuple[dict[str, float], dict[str, list[np.ndarray]]]:
     """mIoU, WIoU, mVC8, mVC16 (and TC with DIS flow) of ``model`` on reader videos with raw VSPW masks,
-    through the scoring loop :func:`vidseg.metrics.scoring.score_video`. ``desc``: show a progress bar over the
-    videos with this label.
+    through the scoring loop :func:`vidseg.metrics.scoring.score_video`.
+
+    Args:
+        model: the model being trained (put back in its mode afterwards).
+        videos: reader videos with raw VSPW masks.
+        device: where to run.
+        name: the registered model name: its entry's predictor runs the videos.
+        settings: test settings (:func:`eval_settings`), passed to the predictor as ``vidseg predict`` does.
+        num_classes, tc: evaluator classes; also TC with DIS flow.
+        keep_predictions: also return the predictions.
+        desc: show a progress bar over the videos with this label.
 
     Returns:
         (metrics as fractions, {video: predictions} when ``keep_predictions``).
     """
     was_training = model.training
+    predictor = make_predictor(name, model, device=device, **settings.predictor_options())
     ev = VSPWEvaluator(num_classes=num_classes, vc_lengths=(8, 16))
     tc_ev, flow = (TCEvaluator(num_classes), DISFlow()) if tc else (None, None)
     kept: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for video in tqdm(videos, desc=desc, unit="video", disable=desc is None, dynamic_ncols=True):
-            preds = predict_video(model, video, device)
+            preds = predict_video(predictor, video)
             score_video(video.name, _scored_frames(video, preds), ev, tc_ev, flow)
             if keep_predictions:
                 kept[video.name] = preds
@@ -253,8 +271,10 @@ def make_evaluate_fn(cfg: TrainConfig, out_dir: str | os.PathLike) -> Any:
     if is_panoptic(cfg):
         return make_panoptic_evaluate_fn(cfg, out_dir)
     videos = val_videos(cfg, out_dir)
+    settings = eval_settings(cfg)
 
     def evaluate(model: nn.Module, device: torch.device) -> dict[str, float]:
-        return evaluate_videos(model, videos, device, num_classes=cfg.model.num_classes)[0]
+        return evaluate_videos(model, videos, device, name=cfg.model.name, settings=settings,
+                               num_classes=cfg.model.num_classes)[0]
 
     return evaluate

@@ -107,6 +107,26 @@ class InferenceSettings:
         return out
 
 
+def training_eval_settings(official: InferenceSettings, train_scale: tuple[int, int] | None) -> InferenceSettings:
+    """The test settings of training-time evaluation: the official ones (what ``segment`` and ``predict`` use),
+    with the recipe's training scale as the test scale when the official test resizes.
+
+    The official mmseg configs test at the ``img_scale`` they train at (CFFM and SegFormer on VSPW: 853x480,
+    SegFormer on ADE20K: 2048x512), so for the shipped recipes (``data.base_size`` 853x480) this is the official
+    VSPW test scale; a smoke run or the demo shrinks training and evaluation together. Official tests at the
+    native size (TCB, the ResNet baselines, STSC) stay at the native size. The clip mode, normalisation and TCB's
+    short-video rule are the official ones (as ``vidseg predict``); ``model_kwargs`` are not applied (the trained
+    model is evaluated as it was built).
+
+    Args:
+        official: the entry's official settings (:func:`vidseg.models.official_settings`).
+        train_scale: the recipe's keep-ratio training scale (``data.base_size``, order-free), or None.
+    """
+    if official.img_scale is None or train_scale is None:
+        return official
+    return replace(official, img_scale=(max(train_scale), min(train_scale)))
+
+
 CFFM_TEST = InferenceSettings(img_scale=(853, 480), size_divisor=32, official_tta=False,
                          source="VSS-CFFM local_configs/_base_/datasets/vspw_repeat2.py test_pipeline")
 SEGFORMER_ADE_TEST = InferenceSettings(img_scale=(2048, 512), size_divisor=32, tta_dataset="ade20k",
