@@ -71,9 +71,10 @@ def segment_object_video(predictor: StcnnVosPredictor, video: Path, first_mask: 
             than delta frames.
     """
     names, video_fps = _frame_names(video)
+    video_id = video.name if video.is_dir() else video.stem  # as the folder name: clip.mp4 -> clip
     mask = read_first_mask(first_mask)
     if names and overlay is None and all((out_dir / f"{n}.png").is_file() for n in names):
-        return {"video": video.name, "frames": len(names), "written": 0, "skipped": len(names),
+        return {"video": video_id, "frames": len(names), "written": 0, "skipped": len(names),
                 "objects": None, "seconds": 0.0, "fps": 0.0}
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = read_ahead(iter_video(video), READ_AHEAD if pipeline else 0)
@@ -89,10 +90,10 @@ def segment_object_video(predictor: StcnnVosPredictor, video: Path, first_mask: 
         writer = stack.enter_context(Mp4Writer(overlay, fps=fps or video_fps)) if overlay is not None else None
         jobs = stack.enter_context(OrderedJobs(enabled=pipeline))  # drained before the overlay writer closes
         stream = predictor.stream(frames(), mask, source=str(video), mask_source=str(first_mask))
-        for out in tqdm(stream, total=len(names) if names else None, desc=video.name, unit="frame",
+        for out in tqdm(stream, total=len(names) if names else None, desc=video_id, unit="frame",
                         disable=not progress):
             jobs.submit(_write_object_frame, out_dir / f"{frame_names[out.index]}.png", out.mask, out.image, writer)
             written, ids = written + 1, out.ids
     seconds = time.perf_counter() - start
-    return {"video": video.name, "frames": written, "written": written, "skipped": 0, "objects": ids,
+    return {"video": video_id, "frames": written, "written": written, "skipped": 0, "objects": ids,
             "seconds": round(seconds, 3), "fps": round(written / seconds, 3) if seconds > 0 else 0.0}
