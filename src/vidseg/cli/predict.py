@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vidseg.cli.backend_options import add_backend_arguments, check_torch_only
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = ("Predict every video of a VSPW, VIPSeg or DAVIS split into the official submission layout "
@@ -39,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="cuda: one GPU per process (LOCAL_RANK under torchrun)")
     add_test_arguments(parser)
+    add_backend_arguments(parser)
     parser.add_argument("--json", default=None, help="also write the per-rank summary (and metrics) to this file")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -49,6 +51,7 @@ def _settings(args: argparse.Namespace):
 
     if get_entry(args.model).task == "semantic":
         return settings_from_args(args.model, args)
+    check_torch_only(args, args.model, get_entry(args.model).task)
     given = [f"--{k.replace('_', '-')}" for k in TEST_OPTIONS if getattr(args, k, None) is not None]
     given += ["--tta"] if args.tta else []
     if given:
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     req = PredictRequest(args.benchmark, Path(args.root), args.split, args.model, args.weights, Path(args.out),
                          settings=_settings(args), tta=bool(args.tta), evaluate=bool(args.eval), device=args.device,
                          davis_year=args.davis_year, strict_weights=not args.partial_weights,
-                         overwrite=bool(args.overwrite), progress=not args.quiet)
+                         overwrite=bool(args.overwrite), progress=not args.quiet, backend=args.backend,
+                         onnx=args.onnx, onnx_cache=args.onnx_cache, pipeline=not args.no_pipeline)
     result = run_predict(req)
     if not _is_main():
         return 0

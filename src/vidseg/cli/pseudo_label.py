@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vidseg.cli.argtypes import fraction, positive_int
+from vidseg.cli.backend_options import add_backend_arguments
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = "STSC pseudo-labels: average several models' softmax, drop pixels under a threshold, write VSPW masks."
@@ -24,11 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="builder keyword for every model (YAML value), e.g. --model-arg embed_dim=64; repeatable")
     add_test_arguments(parser)
+    add_backend_arguments(parser, pipeline=False)
 
 
 def run(args: argparse.Namespace) -> int:
     import yaml
 
+    from vidseg.cli.backend_options import backend_from_args
     from vidseg.engine.pseudo_label import generate_pseudo_labels, load_models, names_per_weights
     from vidseg.errors import ConfigError
 
@@ -39,9 +42,14 @@ def run(args: argparse.Namespace) -> int:
         key, value = item.split("=", 1)
         kwargs[key.strip()] = yaml.safe_load(value)
     models = load_models(args.weights, args.model, args.num_classes, args.device, kwargs)
-    settings = [settings_from_args(name, args) for name in names_per_weights(args.weights, args.model)]
+    names = names_per_weights(args.weights, args.model)
+    settings = [settings_from_args(name, args) for name in names]
+    if args.onnx is not None and len(models) > 1:
+        raise ConfigError("--onnx names one graph; an ensemble of several models exports each on the fly "
+                          "(leave out --onnx)")
+    backends = [backend_from_args(args, model, name) for model, name in zip(models, names, strict=True)]
     s = generate_pseudo_labels(models, args.data, args.out, split=args.split, threshold=args.threshold,
-                               settings=settings, tta=args.tta)
+                               settings=settings, tta=args.tta, backends=backends)
     print(f"{s.frames} frames of {s.videos} videos; {100 * s.kept_fraction:.1f}% of pixels kept; written to {s.out} "
           f"(train with --set data.pseudo_label_root={s.out})")
     return 0

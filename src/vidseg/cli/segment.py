@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from vidseg.cli.argtypes import add_quiet, positive_float, positive_int
+from vidseg.cli.backend_options import add_backend_arguments, backend_from_args, check_torch_only
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = ("Segment a video file or frame folder: semantic (VSPW-format masks), panoptic (VIPSeg submission layout) "
@@ -59,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lucid-dream pairs per object for --finetune (the official default)")
     parser.add_argument("--finetune-epochs", type=positive_int, default=6,
                         help="passes over the pairs for --finetune (the official default)")
+    add_backend_arguments(parser)
     add_quiet(parser)
 
 
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if task not in runners:
         return _run_semantic(args, video)
     _refuse_options(args, task)
+    check_torch_only(args, args.model, task)
     return runners[task](args, video)
 
 
@@ -115,7 +118,7 @@ def _run_panoptic(args: argparse.Namespace, video: Path) -> int:
     prepare_output_folder(out / PNG_DIR / name, record, outputs=["*.png"], overwrite=args.overwrite)
     row = segment_panoptic_video(predictor, video, out, video_id=name,
                                  overlay=Path(args.overlay) if args.overlay else None, fps=args.fps,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, pipeline=not args.no_pipeline)
     _print_row(row, args.json, {"model": args.model, "task": "panoptic"})
     return 0
 
@@ -141,7 +144,7 @@ def _run_object(args: argparse.Namespace, video: Path) -> int:
         if finetune else model
     row = segment_object_video(make_predictor(args.model, models), video, Path(args.first_mask), out / name,
                                overlay=Path(args.overlay) if args.overlay else None, fps=args.fps,
-                               progress=not args.quiet)
+                               progress=not args.quiet, pipeline=not args.no_pipeline)
     _print_row(row, args.json, {"model": args.model, "task": "object", "finetune": finetune})
     return 0
 
@@ -196,6 +199,7 @@ def _run_semantic(args: argparse.Namespace, video: Path) -> int:
     model = load_model(args.model, args.weights, num_classes=args.num_classes, strict=not args.partial_weights,
                        **settings.model_kwargs)
     predictor = make_predictor(args.model, model, device=args.device, keep_images=args.overlay is not None,
+                               backend=backend_from_args(args, model.to(args.device), args.model),
                                **settings.predictor_options(tta=args.tta))
     out_dir = Path(args.out) / video_name(video)
     record = make_record("segment", args.model, args.weights,
@@ -204,7 +208,7 @@ def _run_semantic(args: argparse.Namespace, video: Path) -> int:
     prepare_output_folder(out_dir, record, outputs=["*.png"], overwrite=args.overwrite)
     row = segment_video(predictor, video, out_dir,
                         overlay=Path(args.overlay) if args.overlay else None, fps=args.fps,
-                        progress=not args.quiet)
+                        progress=not args.quiet, pipeline=not args.no_pipeline)
     _print_row(row, args.json, {"model": args.model, "mode": settings.mode, "tta": bool(args.tta),
                                 "official_settings": settings.to_dict()})
     return 0

@@ -21,6 +21,7 @@ from vidseg.engine.distributed import (
     shutdown_distributed,
 )
 from vidseg.errors import ConfigError, DataError, VidsegError
+from vidseg.inference.backend import make_backend
 from vidseg.inference.predict import (
     TASK_OF,
     balance,
@@ -58,6 +59,11 @@ class PredictRequest:
         strict_weights: refuse partial checkpoints.
         overwrite: replace a folder made by another run.
         progress: progress bars.
+        backend: semantic models: ``torch`` or ``onnxruntime`` (:func:`vidseg.inference.backend.make_backend`;
+            the masks are the same, so it is not part of the provenance record).
+        onnx: onnxruntime: an image model's exported graph to run instead of exporting on the fly.
+        onnx_cache: onnxruntime: folder of the exported graphs (default: the user cache).
+        pipeline: read frames and write outputs on helper threads (:mod:`vidseg.inference.pipeline`).
     """
 
     benchmark: str
@@ -74,6 +80,10 @@ class PredictRequest:
     strict_weights: bool = True
     overwrite: bool = False
     progress: bool = True
+    backend: str = "torch"
+    onnx: str | None = None
+    onnx_cache: str | None = None
+    pipeline: bool = True
 
 
 def check_task(benchmark: str, model: str) -> None:
@@ -102,7 +112,11 @@ def build_predictor(req: PredictRequest, device: torch.device) -> Any:
         model = load_model(req.model, req.weights, strict=req.strict_weights, **kwargs)
     if req.settings is None:
         return make_predictor(req.model, model.to(device))
-    return make_predictor(req.model, model, device=device, **req.settings.predictor_options(tta=req.tta))
+    model = model.to(device).eval()
+    backend = None if req.backend == "torch" and req.onnx is None else make_backend(
+        model, req.backend, onnx=req.onnx, cache_dir=req.onnx_cache, model_name=req.model)
+    return make_predictor(req.model, model, device=device, backend=backend,
+                          **req.settings.predictor_options(tta=req.tta))
 
 
 def _evaluate(req: PredictRequest, videos: list) -> dict[str, Any]:
@@ -150,7 +164,8 @@ def run_predict(req: PredictRequest) -> dict[str, Any]:
         predictor = build_predictor(req, info.device)
         with torch.inference_mode():
             summary = predict_share(req.benchmark, predictor, [pending[i] for i in share], req.out, rank=info.rank,
-                                    progress=req.progress, position=info.rank if info.distributed else None)
+                                    progress=req.progress, position=info.rank if info.distributed else None,
+                                    pipeline=req.pipeline)
         ranks = gather_objects(summary)  # also the barrier: every rank has finished its videos
         result: dict[str, Any] = {"ranks": ranks, "resumed_videos": len(videos) - len(pending), "metrics": None}
         if info.is_main:  # the other ranks end here; rank 0 merges and scores alone (no collective timeout)

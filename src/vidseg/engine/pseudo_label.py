@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from vidseg.data.vspw import VSPWDataset, vspw_label_to_raw, write_raw_mask
 from vidseg.errors import ConfigError
 from vidseg.fileio import write_text_atomic
+from vidseg.inference.backend import Backend
 from vidseg.inference.ensemble import EnsemblePredictor
 from vidseg.inference.predictor import VideoPredictor
 from vidseg.inference.settings import InferenceSettings
@@ -88,12 +89,14 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def generate_pseudo_labels(models: Sequence[torch.nn.Module], data_root: str | os.PathLike,
                            out: str | os.PathLike, *, split: str = "test", threshold: float = 0.5,
                            settings: Sequence[InferenceSettings] | None = None, tta: bool = False,
-                           progress: bool = True) -> PseudoLabelSummary:
+                           progress: bool = True, backends: Sequence[Backend | None] | None = None
+                           ) -> PseudoLabelSummary:
     """Write ensemble pseudo-labels for every frame of ``split`` of a VSPW root into ``out`` (see module doc).
 
     ``settings`` gives each model's test pipeline (``vidseg pseudo-label`` passes the official ones,
     :func:`vidseg.models.official_settings`); None feeds the frames as they are. ``tta`` adds each setting's
-    multi-scale + flip views.
+    multi-scale + flip views. ``backends``: what runs each model (:func:`vidseg.inference.backend.make_backend`;
+    None entries or None: torch).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must lie in [0, 1], got {threshold}")
@@ -102,8 +105,11 @@ def generate_pseudo_labels(models: Sequence[torch.nn.Module], data_root: str | o
     videos = VSPWDataset(data_root, split).videos
     out = Path(out)
     options = [s.predictor_options(tta=tta) for s in settings] if settings is not None else [{} for _ in models]
-    ensemble = EnsemblePredictor([VideoPredictor(m, **o) for m, o in zip(models, options, strict=True)],
-                                 return_probs=True)
+    if backends is not None and len(backends) != len(models):
+        raise ConfigError(f"{len(backends)} backends for {len(models)} models")
+    runners = list(backends) if backends is not None else [None] * len(models)
+    ensemble = EnsemblePredictor([VideoPredictor(m, backend=b, **o)
+                                  for m, o, b in zip(models, options, runners, strict=True)], return_probs=True)
     kept = total = frames = 0
     bar = tqdm(total=sum(len(v) for v in videos), disable=not progress, desc="pseudo-label", unit="frame")
     with torch.no_grad(), bar:

@@ -156,18 +156,22 @@ class _CountingPredictor:
         return self._count(self._predictor.stream(*args, **kwargs))
 
 
-def _write_video(benchmark: str, predictor: Any, video: PredictVideo, staging: Path) -> dict[str, Any]:
+def _write_video(benchmark: str, predictor: Any, video: PredictVideo, staging: Path,
+                 pipeline: bool = True) -> dict[str, Any]:
     """Run one video into ``staging``; returns the writer's row (+ the VIPSeg ``pred.json`` entry)."""
     if benchmark == "vspw":
-        return segment_video(predictor, video.frames, staging, progress=False)
+        return segment_video(predictor, video.frames, staging, progress=False, pipeline=pipeline)
     if benchmark == "davis":
-        return segment_object_video(predictor, video.frames, video.first_mask, staging, progress=False)
-    row = segment_panoptic_video(predictor, video.frames, staging, video_id=video.name, progress=False)
+        return segment_object_video(predictor, video.frames, video.first_mask, staging, progress=False,
+                                    pipeline=pipeline)
+    row = segment_panoptic_video(predictor, video.frames, staging, video_id=video.name, progress=False,
+                                 pipeline=pipeline)
     entries = [a for a in read_pred_json(staging / PRED_JSON)["annotations"] if a.get("video_id") == video.name]
     return {**row, "entry": entries[0]}
 
 
-def predict_video(benchmark: str, predictor: Any, video: PredictVideo, out: Path) -> dict[str, Any]:
+def predict_video(benchmark: str, predictor: Any, video: PredictVideo, out: Path,
+                  pipeline: bool = True) -> dict[str, Any]:
     """Predict one video into ``out`` (staging, rename, marker last); a video with a marker is skipped."""
     marker = marker_path(out, video.name)
     if marker.is_file():
@@ -177,7 +181,7 @@ def predict_video(benchmark: str, predictor: Any, video: PredictVideo, out: Path
     if final.exists():  # renamed by a run killed before its marker: not trusted, made again
         shutil.rmtree(final)
     staging = out / f"{PARTIAL_PREFIX}{video.name}"
-    row = _write_video(benchmark, predictor, video, staging)
+    row = _write_video(benchmark, predictor, video, staging, pipeline)
     produced = staging / PNG_DIR / video.name if benchmark == "vipseg" else staging
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(produced, final)
@@ -188,8 +192,10 @@ def predict_video(benchmark: str, predictor: Any, video: PredictVideo, out: Path
 
 
 def predict_share(benchmark: str, predictor: Any, videos: list[PredictVideo], out: str | os.PathLike, *,
-                  rank: int = 0, progress: bool = True, position: int | None = None) -> dict[str, Any]:
-    """Predict ``videos`` (this rank's share) into ``out``; returns this rank's summary.
+                  rank: int = 0, progress: bool = True, position: int | None = None,
+                  pipeline: bool = True) -> dict[str, Any]:
+    """Predict ``videos`` (this rank's share) into ``out``; returns this rank's summary (``pipeline``: read
+    frames and write outputs on helper threads, :mod:`vidseg.inference.pipeline`).
 
     Returns:
         ``{"rank", "videos", "frames", "written", "skipped", "seconds", "fps"}`` (fps over written frames).
@@ -204,7 +210,7 @@ def predict_share(benchmark: str, predictor: Any, videos: list[PredictVideo], ou
         counting = _CountingPredictor(predictor, bar)
         for video in videos:
             counted = bar.n
-            row = predict_video(benchmark, counting, video, out)
+            row = predict_video(benchmark, counting, video, out, pipeline)
             written += row["written"]
             skipped += row["skipped"]
             bar.update(max(video.num_frames - (bar.n - counted), 0))  # videos skipped without decoding

@@ -1,0 +1,43 @@
+"""``--backend``, ``--onnx``, ``--onnx-cache`` and ``--no-pipeline``: shared by ``segment``, ``predict`` and
+``pseudo-label`` (:mod:`vidseg.inference.backend`, :mod:`vidseg.inference.pipeline`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+BACKEND_CHOICES = ("torch", "onnxruntime")  # tests/test_backend_onnx.py checks this equals inference.backend.BACKENDS
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser, *, pipeline: bool = True) -> None:
+    """The inference runtime options (and, with ``pipeline``, ``--no-pipeline``)."""
+    parser.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
+                        help="what runs the model: torch, or onnxruntime (semantic models; the model is exported to "
+                             "ONNX once per input size into --onnx-cache; same masks as torch on the test videos)")
+    parser.add_argument("--onnx", default=None, metavar="FILE",
+                        help="with --backend onnxruntime and an image model: run this graph written by 'vidseg "
+                             "export' (image -> logits, at the model input size) instead of exporting")
+    parser.add_argument("--onnx-cache", default=None, metavar="DIR",
+                        help="folder of the exported graphs (default $VIDSEG_ONNX_CACHE or ~/.cache/vidseg/onnx)")
+    if pipeline:
+        parser.add_argument("--no-pipeline", action="store_true",
+                            help="read frames and write masks on the main thread (by default they run on two "
+                                 "helper threads while the model works; the files are the same)")
+
+
+def check_torch_only(args: argparse.Namespace, model: str, task: str) -> None:
+    """Panoptic and object models run on torch only: refuse ``--backend onnxruntime`` / ``--onnx`` on one line."""
+    from vidseg.errors import ConfigError
+
+    if getattr(args, "backend", "torch") != "torch" or getattr(args, "onnx", None) is not None:
+        raise ConfigError(f"{task} model {model!r} runs on torch only (--backend onnxruntime supports semantic "
+                          "models)")
+
+
+def backend_from_args(args: argparse.Namespace, model: Any, name: str) -> Any:
+    """The backend of a loaded semantic model from the parsed options (None for plain torch)."""
+    if args.backend == "torch" and args.onnx is None:
+        return None
+    from vidseg.inference.backend import make_backend
+
+    return make_backend(model, args.backend, onnx=args.onnx, cache_dir=args.onnx_cache, model_name=name)
