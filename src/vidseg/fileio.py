@@ -141,6 +141,26 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing, never removed) while the block runs.
+
+    ``fcntl.flock`` on a file opened here: it excludes other processes and other threads of this process (each
+    call opens its own file description) and is released when the holder exits, even if it is killed. Use it
+    around a read-modify-write of a shared file that several runs may update at once.
+    """
+    import fcntl
+
+    path = Path(path)
+    _prepare_parent(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
 EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 

@@ -13,7 +13,8 @@ scripts link tubes by id); ``category_id`` is the 0-based VIPSeg category. Frame
 (VIPSeg's ``00000001.jpg`` -> ``00000001.png``), video files get ``%08d`` of the frame number.
 
 Several videos go into one submission folder: ``pred.json`` holds one entry per video, replaced when the video
-is segmented again and kept sorted by video id. Resume: tracking chains every frame to the ones before, so a
+is segmented again and kept sorted by video id; runs writing into the same folder at once update it under a file
+lock (``.pred.json.lock``), so none loses another's entry. Resume: tracking chains every frame to the ones before, so a
 video is skipped only as a whole (every PNG of its ``pred.json`` entry exists); an interrupted video runs again
 from frame 0, overwriting its PNGs with the same values. ``pred.json`` is written last and atomically, so a
 video listed there is complete.
@@ -34,7 +35,7 @@ from tqdm import tqdm
 
 from vidseg.data.video import open_video
 from vidseg.errors import DataError
-from vidseg.fileio import write_text_atomic
+from vidseg.fileio import file_lock, write_text_atomic
 from vidseg.inference.panoptic import PanopticVideoPredictor
 from vidseg.inference.pipeline import READ_AHEAD, OrderedJobs, read_ahead
 from vidseg.inference.predictor import iter_video
@@ -68,12 +69,17 @@ def read_pred_json(path: Path) -> dict[str, Any]:
 
 
 def update_pred_json(path: Path, video_id: str, frames: list[dict]) -> None:
-    """Put one video's frame entries into ``pred.json`` (replacing an older entry), atomically."""
-    data = read_pred_json(path)
-    others = [a for a in data["annotations"] if a.get("video_id") != video_id]
-    data["annotations"] = sorted([*others, {"video_id": video_id, "annotations": frames}],
-                                 key=lambda a: str(a.get("video_id")))
-    write_text_atomic(path, json.dumps(data))
+    """Put one video's frame entries into ``pred.json`` (replacing an older entry), atomically.
+
+    The read-modify-write holds a lock (:func:`vidseg.fileio.file_lock` on ``.pred.json.lock`` beside it), so
+    several ``vidseg segment`` runs writing videos into one submission folder at once keep every entry.
+    """
+    with file_lock(path.parent / f".{path.name}.lock"):
+        data = read_pred_json(path)
+        others = [a for a in data["annotations"] if a.get("video_id") != video_id]
+        data["annotations"] = sorted([*others, {"video_id": video_id, "annotations": frames}],
+                                     key=lambda a: str(a.get("video_id")))
+        write_text_atomic(path, json.dumps(data))
 
 
 def video_done(submit_dir: Path, video_id: str) -> int | None:
