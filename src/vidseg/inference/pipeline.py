@@ -93,6 +93,7 @@ class OrderedJobs:
         self._queue: queue.Queue = queue.Queue(maxsize=max(int(depth), 1))
         self._stop = threading.Event()
         self._failure: BaseException | None = None
+        self._reported = False
         self._thread = threading.Thread(target=self._work, name=name, daemon=True) if enabled else None
 
     def __enter__(self) -> OrderedJobs:
@@ -115,9 +116,9 @@ class OrderedJobs:
                 self._stop.set()
 
     def _raise_failure(self) -> None:
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise failure
+        if self._failure is not None and not self._reported:
+            self._reported = True  # raised once; the worker keeps dropping jobs
+            raise self._failure
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` after the jobs submitted before it; raises an earlier job's failure."""
