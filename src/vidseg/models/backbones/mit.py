@@ -13,9 +13,11 @@ Output: four feature maps at strides 4, 8, 16, 32 with ``out_channels`` channels
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vidseg.errors import ConfigError
+from vidseg.models.fastpath import cached_weights, use_fast_path
 
 # variant -> (embed dims, depths); all variants: heads 1,2,5,8; sr ratios 8,4,2,1; mlp ratio 4
 MIT_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -110,12 +112,88 @@ class MiT(nn.Module):
             round up at every stage).
         """
         self.check_input(image)
+        if use_fast_path(self):
+            return self._forward_fast(image)
         feats = []
         x = image
         for stage in self.stages:
             x = stage(x)
             feats.append(x)
         return feats
+
+    def _forward_fast(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Inference forward (eval, no autograd): the same layers with channels-last convolutions, so tokens
+        [B, H*W, C] and feature maps share memory and no layout copy is made; keys and values come from one
+        GEMM; attention is ``F.scaled_dot_product_attention``. Outputs equal :meth:`forward`'s up to float
+        rounding and are channels-last views [B, C, H, W] of [B, H, W, C] memory."""
+        feats = []
+        x = image.contiguous(memory_format=torch.channels_last)
+        for stage in self.stages:
+            x = fast_stage(stage, x)
+            feats.append(x)
+        return feats
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] (channels-last memory: a view) -> [B, H*W, C]."""
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
+def _as_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[B, H*W, C] -> the channels-last view [B, C, H, W] of the same memory."""
+    return tokens.view(tokens.shape[0], height, width, -1).permute(0, 3, 1, 2)
+
+
+def conv_channels_last(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` with a cached channels-last copy of the weight (oneDNN then keeps channels-last output)."""
+    weight = cached_weights(conv, "weight_cl", (conv.weight,),
+                            lambda: conv.weight.contiguous(memory_format=torch.channels_last))
+    return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _fast_attention(attention: nn.Module, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """transformers' ``SegformerAttention`` (eval) on tokens [B, N, C] -> [B, N, C]."""
+    b, n, c = x.shape
+    heads = attention.num_attention_heads
+    q = attention.q_proj(x).view(b, n, heads, -1).transpose(1, 2)
+    kv_in = x
+    if attention.sequence_reduction_ratio > 1:
+        reduction = attention.sequence_reduction
+        kv_in = reduction.layer_norm(_tokens(conv_channels_last(reduction.sequence_reduction, _as_map(x, height, width))))
+    k_proj, v_proj = attention.k_proj, attention.v_proj
+    weight, bias = cached_weights(
+        attention, "kv", (k_proj.weight, k_proj.bias, v_proj.weight, v_proj.bias),
+        lambda: (torch.cat([k_proj.weight, v_proj.weight]), torch.cat([k_proj.bias, v_proj.bias])))
+    kv = F.linear(kv_in, weight, bias).view(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+    out = F.scaled_dot_product_attention(q, kv[0], kv[1], scale=attention.scaling)
+    return attention.o_proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+def _fast_mix_ffn(mlp: nn.Module, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """transformers' ``SegformerMixMLP`` (eval) on tokens [B, N, C]: the depthwise conv runs channels-last."""
+    hidden = mlp.fc1(x)
+    hidden = _tokens(conv_channels_last(mlp.dwconv.dwconv, _as_map(hidden, height, width)))
+    return mlp.fc2(mlp.activation_fn(hidden))
+
+
+def fast_stage(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One transformers ``SegformerStage`` in eval mode without layout copies.
+
+    Args:
+        stage: the stage (patch embedding, blocks, norm).
+        x: [B, C_in, H, W], preferably channels-last.
+
+    Returns:
+        [B, C, h, w], a channels-last view of the stage's normed tokens.
+    """
+    embed = stage.patch_embeddings
+    y = conv_channels_last(embed.proj, x)
+    height, width = y.shape[-2:]
+    tokens = embed.layer_norm(_tokens(y))
+    for block in stage.blocks:
+        tokens = tokens + _fast_attention(block.attention, block.layernorm_before(tokens), height, width)
+        tokens = tokens + _fast_mix_ffn(block.mlp, block.layernorm_after(tokens), height, width)
+    return _as_map(stage.layer_norm(tokens), height, width)
 
 
 def build_mit(*, variant: str = "b0", in_channels: int = 3, drop_path_rate: float = 0.1,

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidseg.models.fastpath import cached_weights, use_fast_path
+
 
 class LinearEmbed(nn.Module):
     """``proj``: Linear ``C -> E`` applied per pixel; [B, C, H, W] -> [B, E, H, W]."""
@@ -94,6 +96,8 @@ class SegFormerHead(nn.Module):
             [B, E, h1, w1] at the resolution of c1 (1/4).
         """
         self.check_inputs(feats)
+        if use_fast_path(self):
+            return self._fuse_fast(feats)
         c1, c2, c3, c4 = feats
         size = c1.shape[2:]
 
@@ -106,8 +110,57 @@ class SegFormerHead(nn.Module):
         _c1 = self.linear_c1(c1)
         return self.linear_fuse(torch.cat([_c4, _c3, _c2, _c1], dim=1))
 
+    def _folded(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``linear_fuse`` and its eval BatchNorm folded into the four ``linear_c*`` projections.
+
+        The 1x1 fuse convolution splits into one [E, E] block per level; a per-pixel linear map commutes with
+        bilinear resizing (whose weights sum to 1, so constants pass through), hence
+        ``bn(fuse(cat[up(L4 c4), .., L1 c1])) = sum_i up(M_i c_i) + bias`` with ``M_i = s * F_i W_i``.
+
+        Returns:
+            ``([M_c1, M_c2, M_c3, M_c4] each [E, C_i], bias [E])``.
+        """
+        bn, conv = self.linear_fuse.bn, self.linear_fuse.conv
+        linears = [self.linear_c1.proj, self.linear_c2.proj, self.linear_c3.proj, self.linear_c4.proj]
+        params = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                  *[t for lin in linears for t in (lin.weight, lin.bias)])
+
+        def make() -> tuple[list[torch.Tensor], torch.Tensor]:
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            blocks = (conv.weight.flatten(1) * scale[:, None]).chunk(4, dim=1)[::-1]  # cat order is c4..c1
+            mats = [block @ lin.weight for block, lin in zip(blocks, linears)]
+            bias = bn.bias - bn.running_mean * scale + sum(block @ lin.bias for block, lin in zip(blocks, linears))
+            return mats, bias
+
+        return cached_weights(self, "folded", params, make)
+
+    def _fuse_fast(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Inference :meth:`fuse` (eval, no autograd) with the folded weights, in channels-last memory.
+
+        Returns:
+            [B, E, h1, w1], a channels-last view (equal to :meth:`fuse` up to float rounding).
+        """
+        mats, bias = self._folded()
+        size = feats[0].shape[2:]
+        b = feats[0].shape[0]
+
+        def project(x: torch.Tensor, mat: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+            tokens = x.permute(0, 2, 3, 1).reshape(b, -1, x.shape[1])  # a view for channels-last input
+            return F.linear(tokens, mat, bias).view(b, x.shape[2], x.shape[3], -1).permute(0, 3, 1, 2)
+
+        out = project(feats[0], mats[0], bias)
+        for x, mat in zip(feats[1:], mats[1:]):
+            out += F.interpolate(project(x, mat), size=size, mode="bilinear", align_corners=False)
+        return out.relu_()
+
     def predict(self, fused: torch.Tensor) -> torch.Tensor:
         """``linear_pred(dropout(fused))``: [B, E, h, w] -> logits [B, K, h, w]."""
+        if use_fast_path(self) and fused.is_contiguous(memory_format=torch.channels_last):
+            tokens = fused.permute(0, 2, 3, 1).reshape(fused.shape[0], -1, fused.shape[1])
+            weight = self.linear_pred.weight.flatten(1)
+            logits = torch.baddbmm(self.linear_pred.bias[:, None], weight.expand(fused.shape[0], -1, -1),
+                                   tokens.transpose(1, 2))
+            return logits.view(fused.shape[0], -1, *fused.shape[2:])
         return self.linear_pred(self.dropout(fused))
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:

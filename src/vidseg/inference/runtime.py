@@ -1,0 +1,129 @@
+"""Runtime settings for fast torch inference: intra-op threads and a prepared inference copy of a model.
+
+* :func:`configure_threads` sets torch's intra-op threads (default: the CPUs this process may run on).
+* :func:`prepare_for_inference` returns an eval-mode copy of a model for inference only: frozen parameters,
+  eval-mode BatchNorm folded into the convolution before it (``fuse_bn``), optionally channels-last weights and
+  ``torch.compile`` of the backbone. The caller's model is never changed (training keeps the original), and
+  the copy's outputs equal the original's up to float rounding (tests/test_fast_forward*.py).
+
+The models' own inference fast paths (SegFormer/CFFM decoder folding, the MiT stage forward without layout
+copies) switch on by themselves whenever a model runs in eval mode without autograd; see
+:mod:`vidseg.models.fastpath`. Use this module's functions under ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+from torch import nn
+
+from vidseg.errors import ConfigError
+
+# (conv, bn) attribute pairs whose module applies ``bn`` directly to ``conv``'s output in its forward
+FUSABLE_PAIRS = (("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads.
+
+    Args:
+        threads: number of threads; None: :func:`available_cpus`.
+
+    Returns:
+        the number of threads now in use.
+    """
+    if threads is None:
+        threads = available_cpus()
+    if threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold an eval-mode BatchNorm into the convolution before it, in place (``conv`` gets a bias).
+
+    ``conv(x)`` then equals ``bn(conv(x))`` of before up to float rounding; ``bn`` itself is left untouched
+    (the caller replaces it by an identity).
+    """
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else torch.rsqrt(bn.running_var + bn.eps)
+        shift = (bn.bias if bn.affine else torch.zeros_like(scale)) - bn.running_mean * scale
+        weight = conv.weight * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+        bias = shift if conv.bias is None else conv.bias * scale + shift
+        conv.weight = nn.Parameter(weight, requires_grad=False)
+        conv.bias = nn.Parameter(bias, requires_grad=False)
+
+
+def _fusable(conv: nn.Module, bn: nn.Module) -> bool:
+    return (isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d and bn.track_running_stats
+            and bn.running_var is not None and conv.out_channels == bn.num_features)
+
+
+def fuse_batchnorm(model: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d into it, in place.
+
+    Two patterns are recognised: a Conv2d immediately followed by a BatchNorm2d inside an ``nn.Sequential``,
+    and the attribute pairs of :data:`FUSABLE_PAIRS` (``conv``/``bn``, ``conv1``/``bn1``, ...) of one module,
+    whose forward applies the norm to the convolution's output. The fused BatchNorm becomes ``nn.Identity``.
+    Only for inference copies: the result cannot be trained.
+
+    Returns:
+        the number of BatchNorms folded.
+    """
+    fused = 0
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for first, second in zip(names, names[1:]):
+                conv, bn = module._modules[first], module._modules[second]
+                if _fusable(conv, bn):
+                    fuse_conv_bn(conv, bn)
+                    module._modules[second] = nn.Identity()
+                    fused += 1
+        for conv_name, bn_name in FUSABLE_PAIRS:
+            conv, bn = module._modules.get(conv_name), module._modules.get(bn_name)
+            if conv is not None and bn is not None and _fusable(conv, bn):
+                fuse_conv_bn(conv, bn)
+                module._modules[bn_name] = nn.Identity()
+                fused += 1
+    return fused
+
+
+def prepare_for_inference(model: nn.Module, *, channels_last: bool = False, fuse_bn: bool = True,
+                          compile: bool = False, copy_model: bool = True) -> nn.Module:  # noqa: A002
+    """An inference-only copy of ``model``.
+
+    Args:
+        model: any vidseg model (its ``VideoSegmenter`` methods are kept).
+        channels_last: store 4-D weights channels-last (helps convolution-heavy models such as ResNet/Swin
+            heads on CPU; the MiT fast path already runs its convolutions channels-last).
+        fuse_bn: fold eval-mode BatchNorm into the preceding convolution (:func:`fuse_batchnorm`).
+        compile: ``torch.compile`` (inductor) the backbone; costs a compile on the first frame of each input
+            size (see docs/benchmarks.md for what it gives).
+        copy_model: work on a deep copy (default); False changes ``model`` itself.
+
+    Returns:
+        the prepared model, in eval mode with ``requires_grad`` off everywhere.
+    """
+    prepared = copy.deepcopy(model) if copy_model else model
+    prepared.eval()
+    prepared.requires_grad_(False)
+    if fuse_bn:
+        fuse_batchnorm(prepared)
+    if channels_last:
+        prepared.to(memory_format=torch.channels_last)
+    if compile:
+        target = prepared.backbone if isinstance(getattr(prepared, "backbone", None), nn.Module) else prepared
+        target.compile(dynamic=False)
+    return prepared
