@@ -64,6 +64,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def add_partial_weights(parser: argparse.ArgumentParser) -> None:
+    """``--partial-weights``: strict loading unless given (``load_model(strict=not args.partial_weights)``);
+    the one definition of the switch for every command that loads ``--weights``."""
+    parser.add_argument("--partial-weights", action="store_true",
+                        help="load the tensors of --weights that match the model and warn about the rest (e.g. a "
+                             "backbone-only checkpoint); by default any missing or unexpected tensor is an error")
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """``--quiet`` (no progress bars), with the older ``--no-progress`` as a hidden alias."""
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from vidseg.cli.argtypes import add_quiet, nonnegative_float, positive_int
+from vidseg.cli.argtypes import add_partial_weights, add_quiet, nonnegative_float, positive_int
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 VSPW_FRAME = (480, 853)  # (H, W) of a VSPW 480p frame: the default frame whose official model input is traced
@@ -18,9 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="registered model name (see 'vidseg models')")
     parser.add_argument("--out", required=True, help="output .onnx file")
     parser.add_argument("--weights", default=None, help="local checkpoint to load first (official layouts converted)")
-    parser.add_argument("--partial-weights", action="store_true",
-                        help="load the tensors of --weights that match the model and warn about the rest (e.g. a "
-                             "backbone-only checkpoint); by default any missing or unexpected tensor is an error")
+    add_partial_weights(parser)
     parser.add_argument("--step", action="store_true",
                         help="export one streaming step of a video model: image + cached support features -> "
                              "logits + the frame's features")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vidseg.cli.argtypes import add_partial_weights
 from vidseg.cli.backend_options import add_backend_arguments, check_torch_only
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
@@ -29,8 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="registered model name (see 'vidseg models')")
     parser.add_argument("--weights", default=None, help="local checkpoint (official layouts are converted); "
                                                         "without it the model has random weights")
-    parser.add_argument("--partial-weights", action="store_true",
-                        help="load the matching tensors of --weights and warn about the rest")
+    add_partial_weights(parser)
     parser.add_argument("--out", required=True, help="output folder (the submission layout)")
     parser.add_argument("--eval", action="store_true",
                         help="score the folder as 'vidseg eval' does; writes OUT/metrics.json and OUT/report.html")

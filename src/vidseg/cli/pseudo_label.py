@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidseg.cli.argtypes import fraction, positive_int
+from vidseg.cli.argtypes import add_partial_weights, fraction, positive_int
 from vidseg.cli.backend_options import add_backend_arguments
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
@@ -13,6 +13,7 @@ HELP = "STSC pseudo-labels: average several models' softmax, drop pixels under a
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", nargs="+", required=True, help="model weight files (one per ensemble member)")
+    add_partial_weights(parser)
     parser.add_argument("--model", nargs="+", required=True,
                         help="registered model name for all weights, or one name per weights file")
     parser.add_argument("--data", required=True, help="VSPW dataset root (holds data/ and the split files)")
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--model-arg {item!r} must look like key=value")
         key, value = item.split("=", 1)
         kwargs[key.strip()] = yaml.safe_load(value)
-    models = load_models(args.weights, args.model, args.num_classes, args.device, kwargs)
+    models = load_models(args.weights, args.model, args.num_classes, args.device, kwargs,
+                         strict=not args.partial_weights)
     names = names_per_weights(args.weights, args.model)
     settings = [settings_from_args(name, args) for name in names]
     if args.onnx is not None and len(models) > 1:

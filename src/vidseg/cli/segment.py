@@ -20,7 +20,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from vidseg.cli.argtypes import add_quiet, positive_float, positive_int
+from vidseg.cli.argtypes import add_partial_weights, add_quiet, positive_float, positive_int
 from vidseg.cli.backend_options import add_backend_arguments, backend_from_args, check_torch_only
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
@@ -36,9 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None,
                         help="local checkpoint (.pth/.safetensors or Hugging Face folder; official layouts are "
                              "converted); without it the model has random weights")
-    parser.add_argument("--partial-weights", action="store_true",
-                        help="load the tensors of --weights that match the model and warn about the rest (e.g. a "
-                             "backbone-only checkpoint); by default any missing or unexpected tensor is an error")
+    add_partial_weights(parser)
     parser.add_argument("--out", required=True,
                         help="output folder; semantic and object masks go to OUT/<video>/<frame>.png, panoptic "
                              "results to OUT/pan_pred/<video>/<frame>.png + OUT/pred.json")

@@ -56,14 +56,17 @@ def names_per_weights(weights: Sequence[str | os.PathLike], model_names: Sequenc
 
 
 def load_models(weights: Sequence[str | os.PathLike], model_names: Sequence[str], num_classes: int = 124,
-                device: str | torch.device = "cpu", model_kwargs: dict | None = None) -> list[torch.nn.Module]:
+                device: str | torch.device = "cpu", model_kwargs: dict | None = None, *, strict: bool = True
+                ) -> list[torch.nn.Module]:
     """Build one registered model per weights file (one name for all, or one name per file) and load it
-    strictly (``model_kwargs`` go to every builder, e.g. ``{"embed_dim": 64}`` for the demo's models, after the
-    build arguments the model's official test implies, e.g. TCB-OCR-mem's official memory rule)."""
+    (``model_kwargs`` go to every builder, e.g. ``{"embed_dim": 64}`` for the demo's models, after the
+    build arguments the model's official test implies, e.g. TCB-OCR-mem's official memory rule). ``strict``:
+    every tensor must match (the default); False loads what matches and warns
+    (:func:`vidseg.models.load_model`, the CLI's ``--partial-weights``)."""
     models = []
     for name, path in zip(names_per_weights(weights, model_names), weights, strict=True):
         kwargs = {**official_settings(name).model_kwargs, **(model_kwargs or {})}
-        model = load_model(name, path, num_classes=num_classes, strict=True, **kwargs)
+        model = load_model(name, path, num_classes=num_classes, strict=strict, **kwargs)
         models.append(model.to(device).eval())
     return models
 
