@@ -13,8 +13,8 @@ hue like mmseg's, per clip or per frame; ``Normalize`` uses ImageNet mean/std on
 bottom/right to the crop size with 0 (image) and 255 (labels). The official *test* resize (``AlignedResize``:
 keep-ratio rescale, then a second resize stretching to a multiple of 32) is :func:`aligned_resize`; the
 official training pipelines resize once (``Resize``), as :class:`Resize` does. TCB's discrete scales {0.8, 1.0, 1.5, 2.0}
-are :class:`RandomScale`. OpenCV does the pixel work (cv2.resize / cvtColor); writing our own would be
-slower and is not needed.
+are :class:`RandomScale`, which resizes with PIL and truncated sizes like the official TCB loader. OpenCV does
+the other pixel work (cv2.resize / cvtColor); writing our own would be slower and is not needed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from PIL import Image
 
 from vidseg.structures import IGNORE_LABEL, Clip
 
@@ -203,14 +204,32 @@ class Resize:
 
 @dataclass(frozen=True)
 class RandomScale:
-    """TCB's discrete scale: a factor drawn from ``scales`` multiplies both sides (one draw per clip)."""
+    """TCB's discrete scale: a factor drawn from ``scales`` multiplies both sides (one draw per clip).
+
+    As the official VSPW training loaders (CVPR2021_VSPW_Implement ``dataset2.py``, ``BaseDataset`` and
+    ``BaseDataset_longclip.__getitem__`` with ``--multi_scale True``): the new size is ``int(w * s)`` x
+    ``int(h * s)`` (truncated), frames are resized with PIL ``BILINEAR`` (PIL's filter widens when shrinking),
+    labels with PIL ``NEAREST``, and a factor of 1 leaves the clip as it is.
+    """
 
     scales: tuple[float, ...] = (0.8, 1.0, 1.5, 2.0)
 
     def __call__(self, data: ClipData, rng: np.random.Generator) -> ClipData:
         s = float(self.scales[int(rng.integers(0, len(self.scales)))])
+        if s == 1.0:
+            return data
         h, w = data.size
-        return resize_clip(data, (max(int(h * s + 0.5), 1), max(int(w * s + 0.5), 1)))
+        size_wh = (max(int(w * s), 1), max(int(h * s), 1))
+        return data.map(lambda f: pil_resize(f, size_wh, Image.BILINEAR),
+                        lambda lab: pil_resize(lab, size_wh, Image.NEAREST))
+
+
+def pil_resize(array: np.ndarray, size_wh: tuple[int, int], resample: int) -> np.ndarray:
+    """Resize a uint8 image [H, W, 3] / [H, W] (other integer labels via int32) with PIL to ``size_wh`` = (W, H)."""
+    if array.dtype == np.uint8:
+        return np.asarray(Image.fromarray(array).resize(size_wh, resample))
+    out = Image.fromarray(array.astype(np.int32)).resize(size_wh, resample)
+    return np.asarray(out).astype(array.dtype)
 
 
 def _crop_ok(label: np.ndarray, cat_max_ratio: float, ignore: int) -> bool:
