@@ -10,7 +10,14 @@ import torch
 
 import vidseg.engine.build as build_mod
 from vidseg.config import TrainConfig
-from vidseg.engine.build import apply_smoke, build_model, eval_settings, evaluate_videos, make_evaluate_fn, val_videos
+from vidseg.engine.build import (
+    apply_smoke,
+    build_model,
+    eval_settings,
+    evaluate_videos,
+    make_evaluate_fn,
+    val_videos,
+)
 from vidseg.inference.settings import CFFM_TEST, SEGFORMER_VSPW_TEST, TCB_TEST, training_eval_settings
 from vidseg.models import make_predictor, official_settings
 
