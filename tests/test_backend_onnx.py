@@ -236,3 +236,15 @@ def test_cli_segment_same_pngs(segformer, vspw_video, cache, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
     assert "panoptic model 'clip_panofcn_r50' runs on torch only" in err
+
+
+def test_threads_follow_torch_and_are_restored(tmp_path):
+    import argparse
+
+    from vidseg.cli.backend_options import threads_from_args
+
+    before = torch.get_num_threads()
+    with threads_from_args(argparse.Namespace(threads=1)) as threads:
+        assert threads == torch.get_num_threads() == 1
+        assert make_backend(ToySegmenter(), "onnxruntime", cache_dir=tmp_path).threads == 1  # the torch setting
+    assert torch.get_num_threads() == before

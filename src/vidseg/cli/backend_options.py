@@ -1,10 +1,16 @@
-"""``--backend``, ``--onnx``, ``--onnx-cache`` and ``--no-pipeline``: shared by ``segment``, ``predict`` and
-``pseudo-label`` (:mod:`vidseg.inference.backend`, :mod:`vidseg.inference.pipeline`)."""
+"""``--backend``, ``--onnx``, ``--onnx-cache``, ``--threads`` and ``--no-pipeline``: shared by ``segment``,
+``predict`` and ``pseudo-label`` (:mod:`vidseg.inference.backend`, :mod:`vidseg.inference.runtime`,
+:mod:`vidseg.inference.pipeline`)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
+
+from vidseg.cli.argtypes import positive_int
 
 BACKEND_CHOICES = ("torch", "onnxruntime")  # tests/test_backend_onnx.py checks this equals inference.backend.BACKENDS
 
@@ -19,6 +25,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, pipeline: bool = T
                              "export' (image -> logits, at the model input size) instead of exporting")
     parser.add_argument("--onnx-cache", default=None, metavar="DIR",
                         help="folder of the exported graphs (default $VIDSEG_ONNX_CACHE or ~/.cache/vidseg/onnx)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="intra-op threads of torch and onnxruntime (default: the CPUs this process may use, "
+                             "divided among the processes of a torchrun node)")
     if pipeline:
         parser.add_argument("--no-pipeline", action="store_true",
                             help="read frames and write masks on the main thread (by default they run on two "
@@ -41,3 +50,24 @@ def backend_from_args(args: argparse.Namespace, model: Any, name: str) -> Any:
     from vidseg.inference.backend import make_backend
 
     return make_backend(model, args.backend, onnx=args.onnx, cache_dir=args.onnx_cache, model_name=name)
+
+
+@contextlib.contextmanager
+def threads_from_args(args: argparse.Namespace) -> Iterator[int]:
+    """Within the block, torch's intra-op threads come from ``--threads`` (onnxruntime sessions take the same
+    number); the previous count is restored afterwards (the CLI may run in-process, e.g. in tests).
+
+    Default: the CPUs this process may use, shared among ``LOCAL_WORLD_SIZE`` torchrun processes.
+    """
+    import torch
+
+    from vidseg.inference.runtime import available_cpus, configure_threads
+
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        threads = max(1, available_cpus() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    before = torch.get_num_threads()
+    try:
+        yield configure_threads(threads)
+    finally:
+        torch.set_num_threads(before)

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from vidseg.cli.argtypes import add_partial_weights
-from vidseg.cli.backend_options import add_backend_arguments, check_torch_only
+from vidseg.cli.backend_options import add_backend_arguments, check_torch_only, threads_from_args
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = ("Predict every video of a VSPW, VIPSeg or DAVIS split into the official submission layout "
@@ -61,6 +61,11 @@ def _settings(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    with threads_from_args(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from vidseg.engine.predict import PredictRequest, run_predict
     from vidseg.tables import format_table, write_json
 

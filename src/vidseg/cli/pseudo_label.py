@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vidseg.cli.argtypes import add_partial_weights, fraction, positive_int
-from vidseg.cli.backend_options import add_backend_arguments
+from vidseg.cli.backend_options import add_backend_arguments, threads_from_args
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = "STSC pseudo-labels: average several models' softmax, drop pixels under a threshold, write VSPW masks."
@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with threads_from_args(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import yaml
 
     from vidseg.cli.backend_options import backend_from_args

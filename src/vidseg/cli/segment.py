@@ -21,7 +21,12 @@ import warnings
 from pathlib import Path
 
 from vidseg.cli.argtypes import add_partial_weights, add_quiet, positive_float, positive_int
-from vidseg.cli.backend_options import add_backend_arguments, backend_from_args, check_torch_only
+from vidseg.cli.backend_options import (
+    add_backend_arguments,
+    backend_from_args,
+    check_torch_only,
+    threads_from_args,
+)
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = ("Segment a video file or frame folder: semantic (VSPW-format masks), panoptic (VIPSeg submission layout) "
@@ -63,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with threads_from_args(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from vidseg.errors import DataError
     from vidseg.models import get_entry
 
