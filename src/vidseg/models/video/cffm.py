@@ -24,6 +24,7 @@ from torch import nn
 from vidseg.errors import ConfigError
 from vidseg.models.backbones.mit import MiT
 from vidseg.models.base import SegmenterDefaults
+from vidseg.models.fastpath import use_fast_path
 from vidseg.models.heads.common import check_clip
 from vidseg.models.heads.segformer_head import SegFormerHead
 from vidseg.models.losses import PixelLoss
@@ -82,8 +83,26 @@ class CFFMHead(SegFormerHead):
             [B, K, h, w].
         """
         refined = self.decoder_focal.refine_target(fused8)
+        if use_fast_path(self):
+            return _resize(self._predict2_fast(fused8[:, -1], refined), quarter)
         x2 = self.linear_pred2(self.dropout(torch.cat([fused8[:, -1], refined], dim=1)))
         return _resize(x2, quarter)
+
+    def _predict2_fast(self, target: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
+        """``linear_pred2(cat[target, refined])`` at inference as two GEMMs on tokens (no 2E-channel concat).
+
+        Args:
+            target, refined: [B, E, h2, w2] (any memory layout).
+
+        Returns:
+            logits [B, K, h2, w2], contiguous.
+        """
+        b, e, h, w = target.shape
+        weight = self.linear_pred2.weight.flatten(1)
+        out = torch.baddbmm(self.linear_pred2.bias[:, None], weight[:, :e].expand(b, -1, -1),
+                            target.permute(0, 2, 3, 1).reshape(b, h * w, e).transpose(1, 2))
+        out.baddbmm_(weight[:, e:].expand(b, -1, -1), refined.permute(0, 2, 3, 1).reshape(b, h * w, e).transpose(1, 2))
+        return out.view(b, -1, h, w)
 
 
 class CFFM(SegmenterDefaults, nn.Module):
@@ -179,7 +198,10 @@ class CFFM(SegmenterDefaults, nn.Module):
             if target4 is None:
                 raise ValueError("the single-frame fallback needs the target's 1/4 feature (encode_frame()[1])")
             return self.decode_head.predict(target4)
-        fused8 = torch.stack([f[0] for f in features], dim=1)
+        if use_fast_path(self):  # stack in [B, 4, h2, w2, E] memory: the CFM blocks read channels-last tokens
+            fused8 = torch.stack([f[0].permute(0, 2, 3, 1) for f in features], dim=1).permute(0, 1, 4, 2, 3)
+        else:
+            fused8 = torch.stack([f[0] for f in features], dim=1)
         return self.decode_head.cross_frame(fused8, quarter_size((int(image_size[0]), int(image_size[1]))))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:

@@ -276,17 +276,15 @@ class CFFMAttention(nn.Module):
         sources += [self.qkv(g)[..., c:].reshape(b, -1, 2 * c) for g in [pooled_target, *pooled_refs]]
         sources.append(qkv.new_zeros(b, 1, 2 * c))
         table = torch.cat(sources, dim=1)  # [B, tokens, 2C]
-        table = table.view(b, table.shape[1], 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).contiguous()
         index, mask = self._cached("index", (h // win, w // win, target.device),
                                    lambda: self.key_index(h // win, w // win, target.device))
         n_win, n_keys = index.shape
-        # one gather, straight into [2, B, heads, nW * N, hd]: per (window, head) the keys are contiguous
-        kv = table.index_select(3, index.reshape(-1)).view(2, b, self.num_heads, n_win, n_keys, -1)
-        kv = kv.transpose(2, 3)  # [2, B, nW, heads, N, hd] (a view)
-        if b > 1:
-            kv = kv.reshape(2, b * n_win, self.num_heads, n_keys, -1)
-        else:
-            kv = kv[:, 0]
+        rows = index.reshape(-1)
+        if b > 1:  # rows of the flattened [B * tokens, 2C] table
+            rows = (rows + table.shape[1] * torch.arange(b, device=rows.device)[:, None]).reshape(-1)
+        # one gather of whole 2C-wide rows (contiguous copies), then views [2, B*nW, heads, N, hd]
+        kv = table.reshape(-1, 2 * c).index_select(0, rows)
+        kv = kv.view(b * n_win, n_keys, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         return q_win, kv[0], kv[1], mask
 
     def forward(self, target: torch.Tensor, pooled_target: torch.Tensor,
