@@ -26,8 +26,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, pipeline: bool = T
     parser.add_argument("--onnx-cache", default=None, metavar="DIR",
                         help="folder of the exported graphs (default $VIDSEG_ONNX_CACHE or ~/.cache/vidseg/onnx)")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="intra-op threads of torch and onnxruntime (default: the CPUs this process may use, "
-                             "divided among the processes of a torchrun node)")
+                        help="intra-op threads of torch and onnxruntime (default: OMP_NUM_THREADS if set, else the "
+                             "CPUs this process may use, divided among the processes of a torchrun node)")
     if pipeline:
         parser.add_argument("--no-pipeline", action="store_true",
                             help="read frames and write masks on the main thread (by default they run on two "
@@ -57,13 +57,16 @@ def threads_from_args(args: argparse.Namespace) -> Iterator[int]:
     """Within the block, torch's intra-op threads come from ``--threads`` (onnxruntime sessions take the same
     number); the previous count is restored afterwards (the CLI may run in-process, e.g. in tests).
 
-    Default: the CPUs this process may use, shared among ``LOCAL_WORLD_SIZE`` torchrun processes.
+    Default: ``OMP_NUM_THREADS`` when set, else the CPUs this process may use, shared among
+    ``LOCAL_WORLD_SIZE`` torchrun processes.
     """
     import torch
 
     from vidseg.inference.runtime import available_cpus, configure_threads
 
     threads = getattr(args, "threads", None)
+    if threads is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        threads = max(1, int(os.environ["OMP_NUM_THREADS"]))  # an explicit environment setting is kept
     if threads is None:
         threads = max(1, available_cpus() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     before = torch.get_num_threads()
