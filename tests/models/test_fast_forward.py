@@ -145,6 +145,19 @@ def test_cffm_streaming_fast_equals_reference():
     _assert_same(single, ref_single)
 
 
+@pytest.mark.parametrize("name", ["segformer_b0", "cffm_b0"])
+def test_prepared_segformer_cffm_equal_reference(name):
+    """prepare_for_inference (decoder BN folded into its conv, channels-last weights) + the fast paths."""
+    model = _model(name, num_classes=5)
+    clip = _frames(4, seed=4)
+    prepared = prepare_for_inference(model, channels_last=True, fuse_bn=True)
+    assert isinstance(prepared.decode_head.linear_fuse.bn, torch.nn.Identity)
+    with torch.inference_mode():
+        with reference_path():
+            ref = model(clip)
+        _assert_same(prepared(clip), ref)
+
+
 def _outputs(model: torch.nn.Module, frames: torch.Tensor) -> list[torch.Tensor]:
     out = model(frames[:, -1] if model.__class__.__name__ == "DeepStemResNet" else frames)
     return list(out) if isinstance(out, (tuple, list)) else [out]

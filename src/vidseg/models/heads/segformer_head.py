@@ -122,14 +122,19 @@ class SegFormerHead(nn.Module):
         """
         bn, conv = self.linear_fuse.bn, self.linear_fuse.conv
         linears = [self.linear_c1.proj, self.linear_c2.proj, self.linear_c3.proj, self.linear_c4.proj]
-        params = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+        norm = (bn.weight, bn.bias, bn.running_mean, bn.running_var) if isinstance(bn, nn.BatchNorm2d) else ()
+        params = (conv.weight, *([] if conv.bias is None else [conv.bias]), *norm,
                   *[t for lin in linears for t in (lin.weight, lin.bias)])
 
         def make() -> tuple[list[torch.Tensor], torch.Tensor]:
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            scale = torch.ones_like(conv.weight[:, 0, 0, 0])  # bn already folded (prepare_for_inference)
+            shift = torch.zeros_like(scale) if conv.bias is None else conv.bias
+            if norm:
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                shift = bn.bias + (shift - bn.running_mean) * scale
             blocks = (conv.weight.flatten(1) * scale[:, None]).chunk(4, dim=1)[::-1]  # cat order is c4..c1
             mats = [block @ lin.weight for block, lin in zip(blocks, linears)]
-            bias = bn.bias - bn.running_mean * scale + sum(block @ lin.bias for block, lin in zip(blocks, linears))
+            bias = shift + sum(block @ lin.bias for block, lin in zip(blocks, linears))
             return mats, bias
 
         return cached_weights(self, "folded", params, make)
