@@ -248,3 +248,44 @@ def test_threads_follow_torch_and_are_restored(tmp_path):
         assert threads == torch.get_num_threads() == 1
         assert make_backend(ToySegmenter(), "onnxruntime", cache_dir=tmp_path).threads == 1  # the torch setting
     assert torch.get_num_threads() == before
+
+
+@pytest.fixture(scope="module")
+def vspw_root(tmp_path_factory) -> Path:
+    """A synthetic VSPW root: 3 videos of 3 frames (64x96), one each in train, val and test."""
+    from vidseg.data.synth import generate
+
+    return generate("vspw", tmp_path_factory.mktemp("vspw_root"), videos=3, frames=3, size=SIZE, seed=1,
+                    val_fraction=0.34, test_fraction=0.34, progress=False).root
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+@pytest.mark.slow  # about 25 s on the loaded 2-core machine
+def test_pseudo_label_same_masks(segformer, vspw_root, cache, tmp_path):
+    """``vidseg pseudo-label --backend onnxruntime``: the ensemble's probabilities path, byte-identical masks."""
+    args = ["pseudo-label", "--weights", str(segformer[1]), "--model", "segformer_b0", "--num-classes", "7",
+            "--data", str(vspw_root), "--img-scale", "96x64", "--size-divisor", "32", "--threshold", "0.3"]
+    assert main([*args, "--out", str(tmp_path / "torch")]) == 0
+    assert main([*args, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime", "--onnx-cache", str(cache)]) == 0
+    torch_files, ort_files = _files(tmp_path / "torch"), _files(tmp_path / "ort")
+    assert len(torch_files) == 3 and torch_files == ort_files
+
+
+@pytest.mark.slow  # about 25 s on the loaded 2-core machine
+def test_predict_same_files(vspw_root, cache, tmp_path):
+    """``vidseg predict vspw`` (library path) with onnxruntime and without pipelining writes the same masks."""
+    from dataclasses import replace
+
+    from vidseg.engine.predict import PredictRequest, run_predict
+    from vidseg.models import official_settings
+
+    settings = replace(official_settings("segformer_b0"), img_scale=(96, 64), size_divisor=32)
+    runs = {"torch": {}, "ort": {"backend": "onnxruntime", "onnx_cache": str(cache), "pipeline": False}}
+    for name, kw in runs.items():
+        run_predict(PredictRequest("vspw", vspw_root, "val", "segformer_b0", None, tmp_path / name,
+                                   settings=settings, progress=False, **kw))
+    torch_files, ort_files = _files(tmp_path / "torch"), _files(tmp_path / "ort")
+    assert len(torch_files) == 3 and torch_files == ort_files
