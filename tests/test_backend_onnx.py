@@ -289,3 +289,25 @@ def test_predict_same_files(vspw_root, cache, tmp_path):
                                    settings=settings, progress=False, **kw))
     torch_files, ort_files = _files(tmp_path / "torch"), _files(tmp_path / "ort")
     assert len(torch_files) == 3 and torch_files == ort_files
+
+
+class _PooledToy(ToySegmenter):
+    """A decoder with a pyramid pooling ONNX cannot express (adaptive pooling to 3x3 from a 32x48 map)."""
+
+    def decode_clip_lowres(self, features, image_size):
+        low = super().decode_clip_lowres(features, image_size)
+        return low + torch.nn.functional.interpolate(torch.nn.functional.adaptive_avg_pool2d(low, 3),
+                                                     size=low.shape[-2:], mode="nearest")
+
+
+def test_model_onnx_cannot_express_is_one_line(vspw_video, tmp_path):
+    model = _PooledToy(support_offsets=()).eval()
+    frames = _frames(vspw_video)[:1]
+    backend = make_backend(model, "onnxruntime", cache_dir=tmp_path, model_name="pooled_toy")
+    with pytest.raises(ConfigError, match=r"pooled_toy cannot be exported to ONNX at 64x96 \(.*adaptive_avg_pool2d.*\); "
+                                          r"use --backend torch") as info:
+        list(VideoPredictor(model, backend=backend).predict(frames))
+    assert "\n" not in str(info.value)
+    # the encoder exported fine; no decoder file and no temporary is left behind
+    assert [p.name.split("-")[-1] for p in tmp_path.glob("*.onnx")] == ["encode.onnx"]
+    assert not list(tmp_path.glob(".*"))

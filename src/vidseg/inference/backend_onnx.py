@@ -204,8 +204,13 @@ class OnnxBackend:
             return self._sessions[(name, size)]
         path = self._path(name, size)
         if not path.is_file():
-            with torch.inference_mode(False):  # tracing needs ordinary tensors
-                self._write_graph(kind, size, num_supports, path)
+            try:
+                with torch.inference_mode(False):  # tracing needs ordinary tensors
+                    self._write_graph(kind, size, num_supports, path)
+            except (RuntimeError, TypeError, ValueError) as exc:  # the exporter's errors derive from these
+                reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"{self.label} cannot be exported to ONNX at {size[0]}x{size[1]} ({reason}); "
+                                  "use --backend torch") from None
             self.exported.append(path)
         session = _session(path, self.threads)
         self._sessions[(name, size)] = session
