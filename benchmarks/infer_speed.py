@@ -189,8 +189,8 @@ def bench_argmax(reps: int, h: int, w: int) -> list[dict]:
     from vidseg.inference.tta import prepare_view
     from vidseg.models import build
 
+    seg = build("segformer_b0").eval()
     with torch.inference_mode():
-        seg = build("segformer_b0").eval()
         random_model = seg.encode_frame(prepare_view(next(random_frames(1, h, w))))
     lh, lw = random_model.shape[-2:]
     inputs = {"segformer_b0 random weights": random_model, "scene (8 of 124 classes)": scene_logits(124, lh, lw)}

@@ -1,5 +1,6 @@
 """upsample_argmax gives the labels of 'resize all logits, then argmax', bit for bit (and the predictor's fast path
-gives the plain path's masks on a tiny registered model)."""
+gives the plain path's masks on a tiny registered model). The exact emulation of ATen's bilinear kernel and the
+row-band path have their own tests in test_fast_argmax_exact.py."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidseg.inference import VideoPredictor
-from vidseg.inference.fast_argmax import candidate_classes, reference_argmax, upsample_argmax
+from vidseg.inference import VideoPredictor, fast_argmax
+from vidseg.inference.fast_argmax import _fused_labels, candidate_classes, reference_argmax, upsample_argmax
 from vidseg.models import build
 
 CASES = [  # (K, h, w, resize steps)
@@ -101,16 +102,20 @@ def _mute_classes(model, num_classes):
 
 @pytest.mark.parametrize(("name", "options"), [
     ("segformer_b0", {}),
-    ("cffm_b0", {"img_scale": (56, 40), "size_divisor": 32}),  # two resize steps: 64x64 model input
+    ("cffm_b0", {"img_scale": (112, 80), "size_divisor": 32}),  # two resize steps: 96x128 model input
 ])
 @pytest.mark.parametrize("mute", [False, True])
-def test_predictor_fast_path_gives_the_plain_masks(name, options, mute):
+def test_predictor_fast_path_gives_the_plain_masks(name, options, mute, monkeypatch):
     torch.manual_seed(0)
     model = build(name, num_classes=6).eval()
     if mute:
         _mute_classes(model, 6)
-    frames = _video(4, 29, 41)
+    frames = _video(3, 64, 96)  # large enough for ATen's generic bilinear kernel (H + W > 128): the row bands
+    fused = []
+    monkeypatch.setattr(fast_argmax, "_fused_labels",
+                        lambda *a, **k: fused.append(1) or _fused_labels(*a, **k))
     fast = [p.labels for p in VideoPredictor(model, **options).predict(frames)]
+    assert len(fused) == 3
     plain = [p.labels for p in VideoPredictor(model, fast_argmax=False, **options).predict(frames)]
     for a, b in zip(fast, plain, strict=True):
         assert a.dtype == b.dtype == np.uint8 and np.array_equal(a, b)
