@@ -43,6 +43,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-transformers", action="store_true")
     parser.add_argument("--no-cffm", action="store_true")
     parser.add_argument("--src", default=None, help="import vidseg from this src folder instead")
+    parser.add_argument("--others", default="", help="comma-separated registered names to time as whole "
+                        "networks (frame -> logits): plain eval vs prepare_for_inference(fuse_bn) vs "
+                        "fuse_bn + channels_last (instead of the SegFormer/CFFM variants)")
     return parser.parse_args(argv)
 
 
@@ -162,13 +165,35 @@ def build_variants(args: argparse.Namespace, image) -> tuple[dict[str, Callable]
     return variants, notes
 
 
+def build_other_variants(names: list[str], image) -> dict[str, Callable]:
+    """Whole-network variants of other families: ``<name> plain|fuse_bn|fuse_bn+channels_last``."""
+    import torch
+
+    from vidseg.inference.runtime import prepare_for_inference
+    from vidseg.models import build
+
+    variants: dict[str, Callable] = {}
+    clip = image[:, None]
+    cl_clip = image.contiguous(memory_format=torch.channels_last)[:, None]
+    for name in names:
+        model = build(name).eval()
+        _randomise_bn(model)
+        fused = prepare_for_inference(model, fuse_bn=True)
+        fused_cl = prepare_for_inference(model, fuse_bn=True, channels_last=True)
+        variants[f"{name} plain"] = lambda m=model: m(clip)
+        variants[f"{name} fuse_bn"] = lambda m=fused: m(clip)
+        variants[f"{name} fuse_bn+channels_last"] = lambda m=fused_cl: m(cl_clip)
+    return variants
+
+
 def report(variants: dict, times: dict, outputs: dict) -> None:
     """Print the table: median wall and CPU time, speed-up over the reference (CPU time), max |diff|."""
-    ref_of = {"segformer": "segformer_b0 reference", "transformers": "segformer_b0 reference",
-              "cffm": "cffm_b0 stream reference"}
+    ref_of = {"segformer_b0": "segformer_b0 reference", "transformers": "segformer_b0 reference",
+              "cffm_b0": "cffm_b0 stream reference"}
+    ref_of.update({name.split(" ")[0]: name for name in variants if name.endswith(" plain")})
     print(f"{'variant':48s} {'wall s/frame':>12s} {'CPU s/frame':>12s} {'x ref (CPU)':>11s} {'max |diff|':>10s}")
     for name in variants:
-        ref = ref_of[name.split("_")[0].split(" ")[0]]
+        ref = ref_of[name.split(" ")[0]]
         wall = statistics.median(t[0] for t in times[name])
         cpu = statistics.median(t[1] for t in times[name])
         ref_cpu = statistics.median(t[1] for t in times[ref])
@@ -187,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     image = torch.randn(1, 3, h, w)
     load0 = os.getloadavg()
-    variants, notes = build_variants(args, image)
+    if args.others:
+        variants, notes = build_other_variants(args.others.split(","), image), []
+    else:
+        variants, notes = build_variants(args, image)
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
     with torch.inference_mode():
         outputs = {name: fn() for name, fn in variants.items()}  # warm-up, and the outputs to compare

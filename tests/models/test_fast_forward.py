@@ -86,6 +86,11 @@ def test_segformer_fast_equals_reference():
     _assert_same(out, ref)
     with torch.no_grad():  # no_grad (not only inference_mode) takes the fast path too
         _assert_same(model(frames), ref)
+    batch = torch.cat([frames, frames.flip(-1)])  # batches of 2
+    with torch.inference_mode():
+        with reference_path():
+            ref2 = model(batch)
+        _assert_same(model(batch), ref2)
 
 
 def test_segformer_fold_follows_new_weights():
