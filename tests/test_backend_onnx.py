@@ -51,11 +51,11 @@ def _frames(video: Path) -> list[np.ndarray]:
     return [frame for frame, _ in iter_video(video)]
 
 
-def _compare(model, frames, cache, **options):
+def _compare(model, frames, cache, model_name=None, **options):
     """(torch predictions, onnxruntime predictions, backend) of one model over ``frames``."""
     model.eval()
     ref = list(VideoPredictor(model, **options).predict(frames))
-    backend = make_backend(model, "onnxruntime", cache_dir=cache)
+    backend = make_backend(model, "onnxruntime", cache_dir=cache, model_name=model_name)
     got = list(VideoPredictor(model, backend=backend, **options).predict(frames))
     assert [p.index for p in got] == [p.index for p in ref]
     return ref, got, backend
@@ -112,22 +112,22 @@ def segformer(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
     return model, path
 
 
-def _check_registered(model, video, cache):
+def _check_registered(model, name, video, cache):
     """Official test resize (keep-ratio to 96x64, multiples of 32: model input 64x96), identical masks."""
-    ref, got, backend = _compare(model, _frames(video), cache, img_scale=(96, 64), size_divisor=32)
+    ref, got, backend = _compare(model, _frames(video), cache, name, img_scale=(96, 64), size_divisor=32)
     _assert_same_labels(ref, got)
     assert len({int(v) for p in ref for v in np.unique(p.labels)}) > 2
     return sorted(p.name for p in backend.exported)
 
 
 def test_segformer_b0_same_masks(segformer, vspw_video, cache):
-    names = _check_registered(segformer[0], vspw_video, cache)
+    names = _check_registered(segformer[0], "segformer_b0", vspw_video, cache)
     assert names and all("-64x96-" in n for n in names)  # graphs are exported at the model input size
 
 
 @pytest.mark.slow  # about 30 s on a loaded 2-core machine (the ONNX export of CFFM's decoders)
 def test_cffm_b0_same_masks(vspw_video, cache):
-    names = _check_registered(_random_model("cffm_b0"), vspw_video, cache)
+    names = _check_registered(_random_model("cffm_b0"), "cffm_b0", vspw_video, cache)
     # frames 0-2 decode alone (no supports), later ones with 3 supports
     assert {n.split("-")[-1] for n in names} == {"encode.onnx", "s0.onnx", "s3.onnx"}
 
@@ -222,10 +222,12 @@ def test_cli_choices_match_library():
 def test_cli_segment_same_pngs(segformer, vspw_video, cache, tmp_path, capsys):
     """``vidseg segment --backend onnxruntime`` writes byte-identical PNGs; torch-only models are refused."""
     common = [str(vspw_video), "--model", "segformer_b0", "--weights", str(segformer[1]), "--num-classes", "7",
-              "--quiet", "--img-scale", "96x64", "--size-divisor", "32"]
+              "--quiet", "--img-scale", "96x64", "--size-divisor", "32", "--threads", "1"]
     assert main(["segment", *common, "--out", str(tmp_path / "torch")]) == 0
+    exported = set(cache.glob("*.onnx"))
     assert main(["segment", *common, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime",
                  "--onnx-cache", str(cache)]) == 0
+    assert set(cache.glob("*.onnx")) == exported  # the graphs of test_segformer_b0_same_masks were reused
     a = sorted((tmp_path / "torch").rglob("*.png"))
     b = sorted((tmp_path / "ort").rglob("*.png"))
     assert len(a) == 12 and [p.name for p in a] == [p.name for p in b]

@@ -2,7 +2,7 @@
 
 Two graphs per model input size, exported on the fly from the loaded weights (fixed sizes: ONNX graphs are
 traced at one size, so each distinct input size gets its own files, kept in a cache folder keyed by the
-weights, the size and the torch version):
+weights, the model code, the size and the torch version):
 
 * ``encode``: ``image [1, 3, H, W] -> leaf_0, leaf_1, ...`` (the flattened ``model.encode_frame`` output);
 * ``decode-s<S>``: ``target leaves + the S supports' used leaves -> logits [1, K, h, w]``, the logits of
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
+import vidseg.models as vidseg_models
 from vidseg.errors import ConfigError, DataError
 from vidseg.fileio import atomic_path
 from vidseg.models.heads.common import resize
@@ -54,6 +55,17 @@ def weights_fingerprint(model: nn.Module) -> str:
         array = value.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{key}:{array.dtype}:{tuple(array.shape)}".encode())
         digest.update(array.view(torch.uint8).numpy().tobytes() if array.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def models_code_fingerprint() -> str:
+    """SHA-256 (16 hex digits) of every source file of :mod:`vidseg.models`: what the traced graphs depend on
+    besides the weights (a changed forward must never reuse a cached graph)."""
+    digest = hashlib.sha256()
+    root = Path(vidseg_models.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -192,6 +204,7 @@ class OnnxBackend:
     def _path(self, kind: str, size: tuple[int, int]) -> Path:
         if self._fingerprint is None:
             self._fingerprint = weights_fingerprint(self.model)
+            self._fingerprint += models_code_fingerprint()
         key = f"{self._fingerprint}-{torch.__version__}-{OPSET}-{GRAPH_VERSION}"
         tag = hashlib.sha256(key.encode()).hexdigest()[:12]
         safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in self.label)
