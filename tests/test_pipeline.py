@@ -161,3 +161,30 @@ def test_writer_failure_is_the_usual_one_line_error(setup, tmp_path, capsys):
     assert code != 0 and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and "00002.png: is a folder; expected a file path" in err, err
     assert (out / "walk" / "00001.png").is_file() and not (out / "walk" / "00003.png").exists()
+
+
+@pytest.mark.slow  # about 20 s on the loaded 2-core machine (STCNN twice)
+def test_object_writer_identical_with_and_without_pipeline(tmp_path):
+    """The VOS writer (STCNN from a first-frame mask): masks and overlay the same either way."""
+    from vidseg.data.davis import write_davis_mask
+    from vidseg.inference.vos import StcnnVosPredictor
+    from vidseg.inference.vos_segment import segment_object_video
+    from vidseg.models.vos.stcnn import build_stcnn
+
+    torch.manual_seed(0)
+    predictor = StcnnVosPredictor(build_stcnn(layers=(1, 1, 1, 1), width=8, fpn_dim=16, ppm_dim=16))
+    folder = tmp_path / "bear"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for t in range(4):
+        Image.fromarray(rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8)).save(folder / f"{t:05d}.png")
+    mask = np.zeros(SIZE, np.uint8)
+    mask[4:14, 4:20], mask[18:28, 24:44] = 1, 2
+    write_davis_mask(tmp_path / "first.png", mask)
+    for name, pipeline in (("piped", True), ("plain", False)):
+        row = segment_object_video(predictor, folder, tmp_path / "first.png", tmp_path / name,
+                                   overlay=tmp_path / f"{name}.mp4", progress=False, pipeline=pipeline)
+        assert row["written"] == 4
+    a, b = sorted((tmp_path / "piped").glob("*.png")), sorted((tmp_path / "plain").glob("*.png"))
+    assert len(a) == 4 and [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+    assert (tmp_path / "piped.mp4").read_bytes() == (tmp_path / "plain.mp4").read_bytes()
