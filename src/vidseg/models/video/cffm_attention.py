@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidseg.models.fastpath import use_fast_path
+
 MASK_VALUE = -100.0
 
 
@@ -111,6 +113,20 @@ def pool_cells(x: torch.Tensor, cell: int, layer: nn.Linear) -> torch.Tensor:
     x = x.view(b, h // cell, cell, w // cell, cell, c).permute(0, 1, 3, 5, 2, 4)
     x = x.reshape(b, h // cell, w // cell, c, cell * cell)
     return layer(x).squeeze(-1)
+
+
+def pool_cells_strided(x: torch.Tensor, cell: int, layer: nn.Linear) -> torch.Tensor:
+    """:func:`pool_cells` without the cell-last copy: one multiply-add per cell position over strided views.
+
+    Same arguments and result (up to float rounding: the cell**2 products are summed in another order).
+    """
+    b, h, w, c = x.shape
+    cells = x.view(b, h // cell, cell, w // cell, cell, c)
+    weight = layer.weight.view(cell, cell)
+    out = (cells[:, :, 0, :, 0] * weight[0, 0]).add_(layer.bias)
+    for k in range(1, cell * cell):
+        out.addcmul_(cells[:, :, k // cell, :, k % cell], weight[k // cell, k % cell])
+    return out
 
 
 class Mlp(nn.Module):
@@ -341,7 +357,8 @@ class CFFMBlock(nn.Module):
             size = (x.shape[1] // self.window * stride * cell, x.shape[2] // self.window * stride * cell)
             x = F.interpolate(x.permute(0, 3, 1, 2), size=size, mode="bilinear",
                               align_corners=False).permute(0, 2, 3, 1)
-        return pool_cells(x, cell, self.pool_layers_clips[index])
+        pool = pool_cells_strided if use_fast_path(self) else pool_cells
+        return pool(x, cell, self.pool_layers_clips[index])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Update the target (last frame).
@@ -358,17 +375,23 @@ class CFFMBlock(nn.Module):
         """The block's new target: refs [B, D-1, H, W, C] (t-9, t-6, t-3), target [B, H, W, C] -> [B, H, W, C]."""
         if refs.shape[1] != len(self.clip_strides):
             raise ValueError(f"CFFM block expects {len(self.clip_strides) + 1} frames, got {refs.shape[1] + 1}")
-        x = torch.cat([refs, target.unsqueeze(1)], dim=1)
-        b, d, h, w, c = x.shape
+        h, w = target.shape[1:3]
         win = self.window
-        normed = self.norm1(x)
         pad_b, pad_r = (win - h % win) % win, (win - w % win) % win
-        if pad_b or pad_r:
-            normed = F.pad(normed, (0, 0, 0, pad_r, 0, pad_b))
         hp, wp = h + pad_b, w + pad_r
-        normed_target = normed[:, -1]
-        pooled_target = pool_cells(normed_target, win, self.pool_layers[0])
-        pooled_refs = [self._pool_reference(normed[:, i], i) for i in range(d - 1)]
+
+        def norm_pad(x: torch.Tensor) -> torch.Tensor:
+            x = self.norm1(x)
+            return F.pad(x, (0, 0, 0, pad_r, 0, pad_b)) if pad_b or pad_r else x
+
+        if use_fast_path(self):  # refs and target normed apart (no 4-frame concat), strided cell pooling
+            normed_refs, normed_target = norm_pad(refs), norm_pad(target)
+            pooled_target = pool_cells_strided(normed_target, win, self.pool_layers[0])
+        else:
+            normed = norm_pad(torch.cat([refs, target.unsqueeze(1)], dim=1))
+            normed_refs, normed_target = normed[:, :-1], normed[:, -1]
+            pooled_target = pool_cells(normed_target, win, self.pool_layers[0])
+        pooled_refs = [self._pool_reference(normed_refs[:, i], i) for i in range(refs.shape[1])]
         out = self.attn(normed_target, pooled_target, pooled_refs)
         out = window_reverse(out, win, hp, wp)[:, :h, :w]
         t = target + out
