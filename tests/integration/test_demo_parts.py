@@ -19,7 +19,7 @@ from vidseg.demo.vos import LABELS, VosDemoSize, run_vos_part
 from vidseg.metrics.davis import db_eval_iou
 
 TINY_PANOPTIC = PanopticDemoSize(videos=3, frames=4, steps=2)
-TINY_VOS = VosDemoSize(videos=4, frames=5, steps=2, batch=2)
+TINY_VOS = VosDemoSize(videos=4, frames=5, spatial_steps=2, steps=2, batch=2)
 
 
 @pytest.mark.slow

@@ -1,18 +1,22 @@
-"""STCNN learns on synthetic DAVIS: a tiny model after a short joint training against the untrained model and
-against copying the first-frame mask (J&F with the DAVIS evaluator, streaming with the STCNN VOS predictor).
+"""STCNN learns on synthetic DAVIS: a tiny model after joint training beats the untrained model and copying the
+first-frame mask on held-out videos (J&F with the DAVIS evaluator, streamed through the STCNN VOS predictor).
 
-Setup (seed 0): `vidseg synth davis`-style data, 8 videos of 12 frames at 64x96 (6 train, 2 val); STCNN with
-one block per ResNet stage, width 8, FPN/PPM 16 channels, delta 3, the small discriminator; the spatial
-branch re-initialised and its frozen BN statistics calibrated on one batch (no ImageNet weights); joint stage
-(BCE(fused) + decaying side BCE, G/D with the margin rule) with SGD lr 0.02 instead of 1e-4 (a short run),
-batch 4, clips resized to 64x96 with the official flip/scale/rotate. Gating dilation 11 px (80 px at 480p
-scaled to 64 px height).
+Setup (seed 0, one thread): `vidseg synth davis`-style data, 48 videos of 12 frames at 96x160 (40 train, 8
+held-out val; 2-5 things per video, the targets are the things visible in frame 0, objects merged as in DAVIS
+2016, things entering later are background); STCNN with one block per ResNet stage, width 8, FPN/PPM 16
+channels, delta 3 (634,216 parameters), the small discriminator; no ImageNet weights: the convolutions of both
+branches re-initialised and the spatial branch's frozen BN statistics calibrated on 16 clips; joint stage
+(BCE(fused) + decaying side BCE, G/D with the margin rule) for 1500 steps of 4 clips with the official
+flip/scale/rotate, SGD lr 0.02 (the official 1e-4 is for ImageNet-initialised weights and 80k steps). Test-time
+gating by the previous mask dilated with the 80x80 ellipse scaled to the frame height (17 px at 96 px).
 
-Measured (2-core CPU under load, ~0.35 s/step, 3 min): copy-first-mask 0.483, untrained 0.093, trained 0.289
-(0.184 after 300 steps; 0.309 after 600 with another calibration batch). The trained model is clearly above the
-untrained one (asserted: +0.1) but NOT yet above copying the first mask at this budget: the objects of the
-val videos differ from the 6 training videos and the tiny network (0.6 M parameters) generalises little.
-Per-video online fine-tuning on lucid dreams (20 pairs x 3 epochs, lr 5e-3) did not help here (0.21 -> 0.15).
+Measured (seed 0; about 250 s of CPU time for training, 270 s for the whole test, one thread): copy-first-mask
+0.534, untrained 0.123, trained 0.660. Asserted: trained >= untrained + 0.1 and trained > copy + 0.05.
+What made the difference against the earlier 64x96 / 6-video / 500-step setup (0.289, below copy 0.483):
+more training videos (40 instead of 6; the held-out objects differ from the training ones), 96x160 frames
+(the things are a few pixels wide at 64x96; 1500 steps at 64x96 reach only 0.530 vs copy 0.525) and 3x the
+steps. Online fine-tuning on lucid dreams is not part of the test: on these data it changes J&F by -0.01 to
++0.01 (docs/stcnn.md).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from vidseg.models.vos.discriminator import build_discriminator
 from vidseg.models.vos.stcnn import build_stcnn
 from vidseg.structures import ClipBatch
 
-DELTA, SIZE, STEPS, LR = 3, (64, 96), 500, 0.02
+DELTA, SIZE, TRAIN, VAL, FRAMES, STEPS, LR = 3, (96, 160), 40, 8, 12, 1500, 0.02
+DILATION = max(3, round(80 * SIZE[0] / 480)) | 1  # 80 px at 480p -> 17 px
 pytestmark = pytest.mark.slow
 
 
@@ -55,7 +60,7 @@ def _jf(videos: list, segment) -> float:
 def _stcnn_segment(model: torch.nn.Module):
     def segment(video, gts):
         frames = [video.load_frame(i) for i in range(len(video))]
-        predictor = StcnnVosPredictor(model, dilation=11)
+        predictor = StcnnVosPredictor(model, dilation=DILATION)
         return [out.mask for out in predictor.stream(frames, (gts[0] == 1).astype(np.uint8))]
     return segment
 
@@ -63,16 +68,19 @@ def _stcnn_segment(model: torch.nn.Module):
 def test_joint_training_beats_untrained_and_copy(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     root = tmp_path / "davis"
-    generate("davis", root, videos=8, frames=12, size=SIZE, seed=0, val_fraction=0.25, progress=False)
+    generate("davis", root, videos=TRAIN + VAL, frames=FRAMES, size=SIZE, seed=0,
+             val_fraction=VAL / (TRAIN + VAL), progress=False)
     train, _ = scan_davis(root, 2016, "train")
     val, _ = scan_davis(root, 2016, "val")
+    assert (len(train), len(val)) == (TRAIN, VAL)
     torch.manual_seed(0)
     model = build_stcnn(frame_nums=DELTA, layers=(1, 1, 1, 1), width=8, fpn_dim=16, ppm_dim=16)
     plain = JointClips(train, DELTA, SIZE, augment=False)
-    calib = ClipBatch.collate([plain.get(i, np.random.default_rng(i)) for i in range(0, len(plain), 4)])
+    picks = np.random.default_rng(0).permutation(len(plain))[:16]
+    calib = ClipBatch.collate([plain.get(int(i), np.random.default_rng(int(i))) for i in picks])
+    copy_jf = _jf(val, lambda v, gts: [gts[0]] * len(gts))
     calibrate_frozen_bn(model, temporal_stack(calib.frames[:, :-1]), imagenet_frame(calib.frames[:, -1]),
                         reinit=True)
-    copy_jf = _jf(val, lambda v, gts: [gts[0]] * len(gts))
     untrained_jf = _jf(val, _stcnn_segment(model))
 
     stage = JointStage(model=model, discriminator=build_discriminator("small", width=4))
@@ -88,4 +96,5 @@ def test_joint_training_beats_untrained_and_copy(tmp_path: Path) -> None:
         assert np.isfinite(scalars["loss/bce_fused"])
     trained_jf = _jf(val, _stcnn_segment(model))
     print(f"J&F copy {copy_jf:.3f} untrained {untrained_jf:.3f} trained {trained_jf:.3f}")
-    assert trained_jf > untrained_jf + 0.1
+    assert trained_jf >= untrained_jf + 0.1
+    assert trained_jf > copy_jf + 0.05
