@@ -206,6 +206,29 @@ def test_fuse_batchnorm_counts_and_values():
         assert isinstance(conv_bn[1], torch.nn.Identity)
         torch.testing.assert_close(conv_bn(x), ref, atol=1e-5, rtol=1e-5)
 
+    class PreActivation(torch.nn.Module):  # bn1 before conv1: the names match but it must not be folded
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn1, self.conv1 = torch.nn.BatchNorm2d(3), torch.nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            return self.conv1(self.bn1(x))
+
+    class Declared(PreActivation):
+        conv_bn_pairs = (("conv1", "bn1"),)
+
+        def forward(self, x):
+            return self.bn1(self.conv1(x))
+
+    with torch.no_grad():
+        for cls, expected in ((PreActivation, 0), (Declared, 1)):
+            block = cls()
+            _randomise_bn(block, seed=6)
+            block.eval()
+            ref = block(x)
+            assert fuse_batchnorm(block) == expected
+            torch.testing.assert_close(block(x), ref, atol=1e-5, rtol=1e-5)
+
 
 def test_configure_threads():
     old = torch.get_num_threads()

@@ -21,8 +21,10 @@ from torch import nn
 
 from vidseg.errors import ConfigError
 
-# (conv, bn) attribute pairs whose module applies ``bn`` directly to ``conv``'s output in its forward
-FUSABLE_PAIRS = (("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+# A module class states which of its (conv, bn) attribute pairs its forward applies as ``bn(conv(x))`` with a
+# class attribute ``conv_bn_pairs``; nothing else is fused by name (a pre-activation block's ``bn1``/``conv1``
+# must never be folded).
+PAIRS_ATTRIBUTE = "conv_bn_pairs"
 
 
 def available_cpus() -> int:
@@ -73,17 +75,18 @@ def _fusable(conv: nn.Module, bn: nn.Module) -> bool:
 def fuse_batchnorm(model: nn.Module) -> int:
     """Fold every eval-mode BatchNorm2d that directly follows a Conv2d into it, in place.
 
-    Two patterns are recognised: a Conv2d immediately followed by a BatchNorm2d inside an ``nn.Sequential``,
-    and the attribute pairs of :data:`FUSABLE_PAIRS` (``conv``/``bn``, ``conv1``/``bn1``, ...) of one module,
-    whose forward applies the norm to the convolution's output. The fused BatchNorm becomes ``nn.Identity``.
-    Only for inference copies: the result cannot be trained.
+    Two patterns are recognised: a Conv2d immediately followed by a BatchNorm2d inside an ``nn.Sequential`` whose
+    forward is ``nn.Sequential``'s, and the attribute pairs a module class lists in ``conv_bn_pairs`` (e.g.
+    ``(("conv1", "bn1"), ...)``: its forward applies each norm directly to that convolution's output). Only exact
+    ``nn.BatchNorm2d`` modules with running statistics are folded (frozen or custom norms are left alone). The
+    fused BatchNorm becomes ``nn.Identity``. Only for inference copies: the result cannot be trained.
 
     Returns:
         the number of BatchNorms folded.
     """
     fused = 0
     for module in list(model.modules()):
-        if isinstance(module, nn.Sequential):
+        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             names = list(module._modules)
             for first, second in zip(names, names[1:]):
                 conv, bn = module._modules[first], module._modules[second]
@@ -91,7 +94,7 @@ def fuse_batchnorm(model: nn.Module) -> int:
                     fuse_conv_bn(conv, bn)
                     module._modules[second] = nn.Identity()
                     fused += 1
-        for conv_name, bn_name in FUSABLE_PAIRS:
+        for conv_name, bn_name in getattr(type(module), PAIRS_ATTRIBUTE, ()):
             conv, bn = module._modules.get(conv_name), module._modules.get(bn_name)
             if conv is not None and bn is not None and _fusable(conv, bn):
                 fuse_conv_bn(conv, bn)

@@ -26,6 +26,7 @@ class Bottleneck(nn.Module):
     """1x1 -> 3x3 (stride, dilation) -> 1x1 (x4) residual block; keys conv1..3, bn1..3, downsample.{0,1}."""
 
     expansion = 4
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))  # bn(conv(x)): foldable at inference
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
                  downsample: nn.Module | None = None) -> None:
@@ -70,6 +71,8 @@ class DeepStemResNet(nn.Module):
         input [B, 3, H, W] -> four tensors [B, C_i, ceil-ish(H / s_i), ...]; at stride 4 the size is
         ``ceil(ceil(ceil(H/2)/2))`` as produced by the stride-2 conv and the 3x3/2 max-pool.
     """
+
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))  # the stem: bn(conv(x))
 
     def __init__(self, *, depth: int = 101, output_stride: int = 8) -> None:
         super().__init__()

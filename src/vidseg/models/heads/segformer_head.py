@@ -34,6 +34,8 @@ class LinearEmbed(nn.Module):
 class ConvBNReLU(nn.Module):
     """1x1 conv (no bias) + BatchNorm + ReLU, with the mmcv ``ConvModule`` attribute names ``conv``/``bn``."""
 
+    conv_bn_pairs = (("conv", "bn"),)  # bn(conv(x)): foldable at inference (vidseg.inference.runtime)
+
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
