@@ -4,7 +4,8 @@ Times the network only (frame -> 1/4-resolution logits; no upsample/argmax, whic
 ``inference.fast_argmax``'s job), one frame per call, the variants interleaved round by round in one process
 so that load changes on a shared machine hit all of them alike. Reports the median wall time and the median
 process CPU time per frame, the load average before and after, and the largest logit difference of every
-variant from the reference forward (random weights with non-trivial BatchNorm statistics).
+variant from the reference forward, absolute and relative to the largest reference logit (random weights with
+non-trivial BatchNorm statistics).
 
 Variants:
 * ``segformer_b0 reference``: ``vidseg.models.fastpath.reference_path()`` (the forward training uses).
@@ -191,14 +192,15 @@ def report(variants: dict, times: dict, outputs: dict) -> None:
     ref_of = {"segformer_b0": "segformer_b0 reference", "transformers": "segformer_b0 reference",
               "cffm_b0": "cffm_b0 stream reference"}
     ref_of.update({name.split(" ")[0]: name for name in variants if name.endswith(" plain")})
-    print(f"{'variant':48s} {'wall s/frame':>12s} {'CPU s/frame':>12s} {'x ref (CPU)':>11s} {'max |diff|':>10s}")
+    print(f"{'variant':48s} {'wall s/frame':>12s} {'CPU s/frame':>12s} {'x ref (CPU)':>11s} {'max |diff|':>10s} {'/ max|ref|':>10s}")
     for name in variants:
         ref = ref_of[name.split(" ")[0]]
         wall = statistics.median(t[0] for t in times[name])
         cpu = statistics.median(t[1] for t in times[name])
         ref_cpu = statistics.median(t[1] for t in times[ref])
         diff = (outputs[name].float() - outputs[ref].float()).abs().max().item()
-        print(f"{name:48s} {wall:12.3f} {cpu:12.3f} {ref_cpu / cpu:11.2f} {diff:10.2e}")
+        scale = outputs[ref].float().abs().max().item()
+        print(f"{name:48s} {wall:12.3f} {cpu:12.3f} {ref_cpu / cpu:11.2f} {diff:10.2e} {diff / scale:10.2e}")
 
 
 def main(argv: list[str] | None = None) -> int:
