@@ -192,6 +192,7 @@ def _finetuned(model, video: Path, first_mask: Path, work_dir: Path, finetune: d
 
 
 def _run_semantic(args: argparse.Namespace, video: Path) -> int:
+    from vidseg.inference.runtime import prepare_for_inference
     from vidseg.inference.segment import segment_video, video_name
     from vidseg.models import load_model, make_predictor
     from vidseg.provenance import make_record, prepare_output_folder
@@ -206,8 +207,9 @@ def _run_semantic(args: argparse.Namespace, video: Path) -> int:
               "the official code has no working one for this model")
     model = load_model(args.model, args.weights, num_classes=args.num_classes, strict=not args.partial_weights,
                        **settings.model_kwargs)
+    model = prepare_for_inference(model.to(args.device), copy_model=False)  # BN folded; never trained here
     predictor = make_predictor(args.model, model, device=args.device, keep_images=args.overlay is not None,
-                               backend=backend_from_args(args, model.to(args.device), args.model),
+                               backend=backend_from_args(args, model, args.model),
                                **settings.predictor_options(tta=args.tta))
     out_dir = Path(args.out) / video_name(video)
     record = make_record("segment", args.model, args.weights,

@@ -32,6 +32,7 @@ from vidseg.inference.predict import (
     predict_share,
 )
 from vidseg.inference.predict_report import per_video_scores, score_folder, write_predict_report
+from vidseg.inference.runtime import prepare_for_inference
 from vidseg.inference.settings import InferenceSettings
 from vidseg.models import get_entry, load_model, make_predictor
 from vidseg.provenance import make_record, prepare_output_folder
@@ -112,7 +113,7 @@ def build_predictor(req: PredictRequest, device: torch.device) -> Any:
         model = load_model(req.model, req.weights, strict=req.strict_weights, **kwargs)
     if req.settings is None:
         return make_predictor(req.model, model.to(device))
-    model = model.to(device).eval()
+    model = prepare_for_inference(model.to(device), copy_model=False)  # BN folded: this model is never trained
     backend = None if req.backend == "torch" and req.onnx is None else make_backend(
         model, req.backend, onnx=req.onnx, cache_dir=req.onnx_cache, model_name=req.model)
     return make_predictor(req.model, model, device=device, backend=backend,
