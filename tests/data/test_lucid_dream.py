@@ -186,3 +186,19 @@ def test_contact_sheet_shape() -> None:
     sheet = dream_contact_sheet(image, mask, pairs, columns=3)
     assert sheet.dtype == np.uint8 and sheet.ndim == 3 and sheet.shape[1] > 3 * W
     assert sheet.shape[0] > 2 * H
+
+
+def test_thin_object_keeps_its_colour() -> None:
+    """Every dreamed object pixel shows the object: a 1-px wide line is not blended into the background."""
+    image = np.full((H, W, 3), 90, dtype=np.uint8)
+    mask = np.zeros((H, W), dtype=np.uint8)
+    cv2.line(mask, (30, 20), (90, 70), 1, 1)
+    cv2.line(mask, (30, 70), (90, 20), 1, 1)
+    image[mask > 0] = (255, 0, 0)
+    plain = DreamConfig(scale_range=(1.0, 1.0), min_side=0.0, p_light_background=0.0, p_deform=0.0,
+                        p_rotate=0.0, p_light=0.0)
+    dreamer = LucidDreamer(image, mask, config=plain)
+    for index in range(4):
+        new_image, new_mask = dreamer.sample(seed=0, index=index)
+        assert new_mask.sum() >= mask.sum() * 0.9
+        assert (new_image[new_mask == 1] == (255, 0, 0)).all()
