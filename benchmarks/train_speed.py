@@ -1,8 +1,8 @@
 """Training-step speed of CFFM-B0 and SegFormer-B0 on this machine, and whether the faster settings keep the losses.
 
 One optimisation step = forward + the model's losses + backward + AdamW step, on 4-frame clips (CFFM reads the
-three supports; SegFormer the last frame) of random frames and labels, batch 1, square crops. Variants, each a
-copy of the same initial weights trained on the same clips:
+three supports; SegFormer the last frame) of random frames and labels, ``--batch`` clips (default 1), square
+crops. Variants, each a copy of the same initial weights trained on the same clips:
 
 * ``fp32``: the default (the recipes' ``precision: fp32``, ``channels_last: false``);
 * ``channels_last``: weights and inputs in channels-last memory format (the trainer's ``channels_last: true``);
@@ -64,14 +64,14 @@ def make_step(model: nn.Module, variant: str, frames: torch.Tensor, labels: torc
     return step
 
 
-def measure(name: str, variants: list[str], size: int, steps: int, warmup: int) -> list[dict]:
+def measure(name: str, variants: list[str], size: int, steps: int, warmup: int, batch: int = 1) -> list[dict]:
     from vidseg.models.registry import build
 
     torch.manual_seed(0)
     base = _deterministic(build(name, num_classes=124, drop_path_rate=0.0))
     gen = torch.Generator().manual_seed(1)
-    frames = torch.randn(1, 4, 3, size, size, generator=gen)
-    labels = torch.randint(0, 124, (1, 4, size, size), generator=gen)
+    frames = torch.randn(batch, 4, 3, size, size, generator=gen)
+    labels = torch.randint(0, 124, (batch, 4, size, size), generator=gen)
     runs = {v: make_step(copy.deepcopy(base), v, frames, labels) for v in variants}
     wall = {v: [] for v in variants}
     cpu = {v: [] for v in variants}
@@ -93,7 +93,7 @@ def measure(name: str, variants: list[str], size: int, steps: int, warmup: int) 
         rel = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(losses[v], ref, strict=True))
         med = statistics.median(wall[v])
         rows.append({"model": name, "variant": v, "wall_s": round(med, 3), "cpu_s": round(statistics.median(cpu[v]), 3),
-                     "clips_per_s": round(1 / med, 4), "first_step_s": round(first[v], 1),
+                     "clips_per_s": round(batch / med, 4), "first_step_s": round(first[v], 1),
                      "loss_max_rel_diff": float(f"{rel:.2e}"), "losses": [round(x, 6) for x in losses[v]]})
     return rows
 
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="*", default=["cffm_b0", "segformer_b0"], help="registered models")
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS, help="settings to compare")
     p.add_argument("--size", type=int, default=480, help="square crop size")
+    p.add_argument("--batch", type=int, default=1, help="clips per step")
     p.add_argument("--steps", type=int, default=2, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per variant (the first compiles)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
@@ -111,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
-    print(f"{torch.get_num_threads()} threads, {args.size}x{args.size}, 4-frame clips, batch 1; "
+    print(f"{torch.get_num_threads()} threads, {args.size}x{args.size}, 4-frame clips, batch {args.batch}; "
           f"load average {load0[0]:.1f}", flush=True)
     print(f"{'model':14s} {'variant':14s} {'s/step':>7s} {'CPU s':>7s} {'clips/s':>8s} {'first':>6s} "
           f"{'loss rel. diff':>15s}", flush=True)
     rows = []
     for name in args.models:
-        for row in measure(name, args.variants, args.size, args.steps, args.warmup):
+        for row in measure(name, args.variants, args.size, args.steps, args.warmup, args.batch):
             rows.append(row)
             print(f"{row['model']:14s} {row['variant']:14s} {row['wall_s']:7.2f} {row['cpu_s']:7.2f} "
                   f"{row['clips_per_s']:8.3f} {row['first_step_s']:6.1f} {row['loss_max_rel_diff']:15.2e}", flush=True)
