@@ -34,13 +34,21 @@ def reference_path() -> Iterator[None]:
         _REFERENCE_DEPTH[0] -= 1
 
 
+def _version(tensor: torch.Tensor) -> int:
+    """The tensor's version counter; -1 for inference tensors (created under inference mode), which have none."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return -1
+
+
 def cached_weights(module: nn.Module, kind: str, params: tuple[torch.Tensor, ...], make):
     """A value derived from ``params`` (folded weights), rebuilt when any of them changes.
 
-    The key is each tensor's identity, version counter, device and dtype, so loading a state dict, an optimiser
-    step or ``.to()`` invalidates it. Only for use under autograd-free inference.
+    The key is each tensor's identity, storage address, version counter, device and dtype, so loading a state
+    dict, an optimiser step or ``.to()`` invalidates it. Only for use under autograd-free inference.
     """
-    key = tuple((id(p), p._version, p.device, p.dtype) for p in params)
+    key = tuple((id(p), p.data_ptr(), _version(p), p.device, p.dtype) for p in params)
     cache = module.__dict__.setdefault("_fast_path_cache", {})
     if cache.get(kind, (None,))[0] != key:
         cache[kind] = (key, make())
