@@ -209,14 +209,20 @@ def bench_argmax(reps: int, h: int, w: int) -> list[dict]:
     rows = []
     for (what, logits), (chain, (sizes, soft)) in ((i, c) for i in inputs.items() for c in chains.items()):
         same = torch.equal(upsample_argmax(logits, sizes, softmax=soft), reference_argmax(logits, sizes, softmax=soft))
-        plain, fast = [], []
+        plain, fast, plain_cpu, fast_cpu = [], [], [], []
         for _ in range(reps):  # interleaved, so load changes hit both alike
-            plain.append(_timed(partial(reference_argmax, logits, sizes, softmax=soft)))
-            fast.append(_timed(partial(upsample_argmax, logits, sizes, softmax=soft)))
+            for wall, cpu, fn in ((plain, plain_cpu, reference_argmax), (fast, fast_cpu, upsample_argmax)):
+                c0 = time.process_time()
+                wall.append(_timed(partial(fn, logits, sizes, softmax=soft)))
+                cpu.append(time.process_time() - c0)
+        med = {k: float(np.median(v)) for k, v in
+               (("plain", plain), ("fast", fast), ("plain_cpu", plain_cpu), ("fast_cpu", fast_cpu))}
         row = {"logits": what, "resize": chain,
                "candidates": int(candidate_classes(logits, sizes, SOFTMAX_MARGIN if soft else 0.0).numel()),
-               "plain_sec": round(float(np.median(plain)), 4), "fast_sec": round(float(np.median(fast)), 4),
-               "speedup": round(float(np.median(plain) / np.median(fast)), 2), "identical": same}
+               "plain_sec": round(med["plain"], 4), "fast_sec": round(med["fast"], 4),
+               "speedup": round(med["plain"] / med["fast"], 2), "plain_cpu_sec": round(med["plain_cpu"], 4),
+               "fast_cpu_sec": round(med["fast_cpu"], 4), "speedup_cpu": round(med["plain_cpu"] / med["fast_cpu"], 2),
+               "identical": same}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows

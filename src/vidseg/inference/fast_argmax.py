@@ -10,12 +10,13 @@ dimension is one of torch's slowest reductions. :func:`upsample_argmax` gives th
    rectangle (2 x 2 for one step, up to 3 x 3 for two). Bilinear weights are convex, so there class k scores
    within ``[min_k, max_k]`` over the rectangle (up to float rounding, covered by ``tol``) and the winner at
    least ``max_k min_k``; classes below that can be dropped. A band of output rows keeps the classes that can
-   win somewhere in it (on a trained model a handful; with random weights nearly all), and a band with one
-   class is labelled without computing anything.
+   win somewhere in it (on a trained model a handful), and a band with one class is labelled without computing
+   anything. When most classes win somewhere at low resolution (random weights) the bound is skipped.
 2. **Row bands in cache.** For each band (about 2M values) the few low-resolution rows it reads are resized
-   (all steps composed into one sparse map per axis, channels last, plain float32) and reduced: the classes
-   within ``2 tol`` of the maximum are counted and their indices summed by one small matmul, so a count of
-   one names the winner (no index reduction). These values are within ``tol`` of the reference's.
+   (all steps composed into one linear map per axis: the columns by one matmul, the rows by lerps; plain
+   float32) and reduced: the classes within ``2 tol`` of the maximum are counted and their indices summed by
+   one small matmul, so a count of one names the winner (no index reduction). These values are within ``tol``
+   of the reference's.
 3. **Near ties** (count above one; softmax mode: within ``SOFTMAX_MARGIN``; a few pixels per frame) are
    recomputed **exactly as ATen computes them**: the source indices and weights of ``upsample_bilinear2d``
    (``area_pixel_compute_source_index``, clamp, ``1 - lambda``) and its arithmetic (on x86-64 builds with
@@ -261,25 +262,17 @@ class Composite:
         return Composite(base, weight)
 
 
-def _xpass(v: torch.Tensor, comp: Composite) -> torch.Tensor:
-    """Approximate columns of ``v`` [rows, w, Kb] (channels last) through ``comp`` -> [rows, W, Kb]."""
-    rows, w, kb = v.shape
-    flat = v.reshape(rows * w, kb)
-    start = (torch.arange(rows) * w)[:, None]
-    out = None
+def _column_matrix(comp: Composite, in_len: int) -> torch.Tensor:
+    """``comp`` as a dense float32 [in_len, out] matrix: the columns of a [.., in_len] tensor times it."""
+    out = comp.base.numel()
+    dense = torch.zeros(in_len, out, dtype=torch.float64)
     for t in range(comp.weight.shape[1]):
-        wt = comp.weight[:, t]
-        if not bool((wt != 0).any()):
-            continue
-        # rows of the flattened [rows * w, Kb] view: index_select along dim 0 copies whole class vectors
-        g = flat.index_select(0, (start + (comp.base + t).clamp(max=w - 1)).flatten()).view(rows, -1, kb)
-        wt = wt.float().view(1, -1, 1)
-        out = g * wt if out is None else torch.addcmul(out, g, wt)
-    return out
+        dense.index_put_(((comp.base + t).clamp(max=in_len - 1), torch.arange(out)), comp.weight[:, t], accumulate=True)
+    return dense.float()
 
 
 def _ypass(v: torch.Tensor, comp: Composite, lo: int, r0: int, r1: int) -> torch.Tensor:
-    """Approximate output rows ``r0:r1`` of ``v`` [rows, W, Kb] (row 0 = source row ``lo``) -> [r1 - r0, W, Kb]."""
+    """Approximate output rows ``r0:r1`` of ``v`` [rows, Kb, W] (row 0 = source row ``lo``) -> [r1 - r0, Kb, W]."""
     out = torch.empty(r1 - r0, *v.shape[1:], dtype=v.dtype)
     bases, weights = (comp.base[r0:r1] - lo).tolist(), comp.weight[r0:r1].tolist()
     for j, (b, wts) in enumerate(zip(bases, weights, strict=True)):
@@ -305,18 +298,24 @@ def _fused_labels(x: torch.Tensor, steps: Sequence[tuple[int, int]], mode: str, 
     tol = EPS_ULPS * torch.finfo(torch.float32).eps * (float(x.abs().max()) + 1.0)
     thr = 2 * tol + (SOFTMAX_MARGIN if softmax else 0.0)
     # 1. footprint cells (output pixels reading the same low-resolution rectangle) and their candidate classes
-    x_hwc = x[0].permute(1, 2, 0).contiguous()
-    (rlo, rhi, rid), (clo, chi, cid) = (_interval_ids(*chain.footprint(a), n) for a, n in ((0, h), (1, w)))
-    rmin, rmax = _window_reduce(x_hwc, rlo, rhi, 0)
-    mn, _ = _window_reduce(rmin, clo, chi, 1)
-    _, mx = _window_reduce(rmax, clo, chi, 1)
-    row_cand = (mx >= mn.amax(2, keepdim=True) - thr).any(1)  # [U, K]: classes that can win in a row interval
+    (rlo, rhi, rid), (clo, chi, _) = (_interval_ids(*chain.footprint(a), n) for a, n in ((0, h), (1, w)))
+    if 2 * x[0].argmax(0).unique().numel() > num_classes:  # most classes win somewhere (random weights): keep all
+        row_cand = torch.ones(rlo.numel(), num_classes, dtype=torch.bool)
+    else:
+        x_hwc = x[0].permute(1, 2, 0).contiguous()
+        rmin, rmax = _window_reduce(x_hwc, rlo, rhi, 0)
+        mn, _ = _window_reduce(rmin, clo, chi, 1)
+        _, mx = _window_reduce(rmax, clo, chi, 1)
+        row_cand = (mx >= mn.amax(2, keepdim=True) - thr).any(1)  # [U, K]: classes that can win in a row interval
     # 2. bands of output rows: the band's candidate classes, approximate values, argmax; near ties kept aside.
-    # The argmax without torch's (slow) index reductions: the classes within thr of the band's maximum are
-    # counted and their indices summed by one small matmul; a count of one names the winner.
+    # Columns by one matmul with the dense (sparse-valued) column map, rows by lerps, classes in the middle
+    # ([rows, K, W]). The argmax without torch's (slow) index reductions: the classes within thr of the maximum
+    # are counted and their indices summed by one small matmul; a count of one names the winner.
     labels = torch.empty(out_h, out_w, dtype=torch.int64)
     near_y, near_x = [], []
-    rows, cols = Composite.build(chain.rows), Composite.build(chain.cols)
+    rows = Composite.build(chain.rows)
+    cols = _column_matrix(Composite.build(chain.cols), w)
+    x_rkc = x[0].transpose(0, 1).contiguous()  # [h, K, w]
     span = rows.weight.shape[1] - 1
     r0 = 0
     while r0 < out_h:
@@ -327,16 +326,16 @@ def _fused_labels(x: torch.Tensor, steps: Sequence[tuple[int, int]], mode: str, 
             r0 = r1
             continue
         lo, hi = int(rows.base[r0]), min(int(rows.base[r1 - 1]) + span, h - 1)
-        v = x_hwc[lo:hi + 1]
-        if 2 * classes.numel() > num_classes:  # a gather along the last dimension costs more than it saves
+        v = x_rkc[lo:hi + 1]
+        if 2 * classes.numel() > num_classes:  # selecting would cost more than it saves
             classes = torch.arange(num_classes)
         else:
-            v = v.index_select(2, classes)
-        v = _ypass(_xpass(v, cols), rows, lo, r0, r1)
-        mask = torch.ge(v, v.amax(2, keepdim=True) - thr, out=torch.empty_like(v))
-        stats = torch.matmul(mask, torch.stack([torch.ones(classes.numel()), classes.float()], 1))  # [B, W, 2]
-        labels[r0:r1] = stats[..., 1].long()
-        ys, xs = torch.nonzero(stats[..., 0] > 1.5, as_tuple=True)
+            v = v.index_select(1, classes)
+        v = _ypass(torch.matmul(v, cols), rows, lo, r0, r1)  # [B, Kb, W]
+        mask = torch.ge(v, v.amax(1, keepdim=True) - thr, out=torch.empty_like(v))
+        stats = torch.matmul(torch.stack([torch.ones(classes.numel()), classes.float()]), mask)  # [B, 2, W]
+        labels[r0:r1] = stats[:, 1].long()
+        ys, xs = torch.nonzero(stats[:, 0] > 1.5, as_tuple=True)
         near_y.append(ys + r0)
         near_x.append(xs)
         r0 = r1
