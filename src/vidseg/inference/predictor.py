@@ -103,8 +103,9 @@ class VideoPredictor:
         return_logits: attach logits [K, H, W] to each prediction (single view only).
         return_probs: attach softmax probabilities [K, H, W].
         keep_images: attach the input frame.
-        fast_argmax: when only labels are wanted (one unflipped view, no logits / probabilities), upsample only
-            the classes that can win (:func:`vidseg.inference.fast_argmax.upsample_argmax`; the same labels as
+        fast_argmax: when only labels are wanted (one unflipped view, no logits / probabilities), compute the
+            labels in cache-sized row bands without full-size logits
+            (:func:`vidseg.inference.fast_argmax.upsample_argmax`; the same labels as
             the plain path, which resizes all logits, then takes the argmax (of the probabilities when the model
             input size differs from the frame's)). False: the plain path (for comparisons).
         backend: what runs the encoder and decoder (:mod:`vidseg.inference.backend`; e.g.
