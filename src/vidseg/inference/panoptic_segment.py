@@ -39,6 +39,7 @@ from vidseg.fileio import file_lock, write_text_atomic
 from vidseg.inference.panoptic import PanopticVideoPredictor
 from vidseg.inference.pipeline import READ_AHEAD, OrderedJobs, read_ahead
 from vidseg.inference.predictor import iter_video
+from vidseg.inference.segment import video_name
 from vidseg.metrics.vipseg_eval import write_rgb_id_png
 from vidseg.structures import DEFAULT_LABEL_DIVISOR
 from vidseg.viz.panoptic import overlay_panoptic
@@ -119,7 +120,7 @@ def segment_panoptic_video(predictor: PanopticVideoPredictor, video: Path, submi
         predictor: a panoptic predictor (``predict(frames)`` yielding ``PanopticFramePrediction``).
         video: video file or frame folder.
         submit_dir: the submission folder.
-        video_id: the video's id in ``pred.json`` and folder name (default: the folder name / file stem).
+        video_id: the video's id in ``pred.json`` and folder name (default: :func:`vidseg.inference.segment.video_name`).
         overlay: optional mp4 of the frames with tracks, stuff and a legend.
         fps: overlay frame rate (default: the video's, else 15).
         progress: show a progress bar.
@@ -129,7 +130,7 @@ def segment_panoptic_video(predictor: PanopticVideoPredictor, video: Path, submi
     Returns:
         ``{"video", "frames", "written", "skipped", "tracks", "seconds", "fps"}``.
     """
-    video_id = video_id or (video.name if video.is_dir() else video.stem)
+    video_id = video_id or video_name(video)
     done = video_done(submit_dir, video_id)
     if done is not None and overlay is None:
         return {"video": video_id, "frames": done, "written": 0, "skipped": done, "tracks": None,

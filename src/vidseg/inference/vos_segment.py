@@ -26,6 +26,7 @@ from vidseg.data.davis import write_davis_mask
 from vidseg.data.video import FrameFolder, open_video
 from vidseg.inference.pipeline import READ_AHEAD, OrderedJobs, read_ahead
 from vidseg.inference.predictor import iter_video
+from vidseg.inference.segment import video_name
 from vidseg.inference.vos import StcnnVosPredictor, read_first_mask
 from vidseg.viz.overlay import overlay_semantic
 from vidseg.viz.video import Mp4Writer
@@ -71,7 +72,7 @@ def segment_object_video(predictor: StcnnVosPredictor, video: Path, first_mask: 
             than delta frames.
     """
     names, video_fps = _frame_names(video)
-    video_id = video.name if video.is_dir() else video.stem  # as the folder name: clip.mp4 -> clip
+    video_id = video_name(video)  # as the CLI names the folder: clip.mp4 -> clip
     mask = read_first_mask(first_mask)
     if names and overlay is None and all((out_dir / f"{n}.png").is_file() for n in names):
         return {"video": video_id, "frames": len(names), "written": 0, "skipped": len(names),
