@@ -149,11 +149,18 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, step: bool = False
         graph = ImageGraph(model, image_size)
         args = (image,)
         input_names, output_names = ["image"], ["logits"]
+    write_onnx(graph, args, path, input_names, output_names, opset=opset)
+    return spec
+
+
+def write_onnx(graph: nn.Module, args: tuple, path: str | os.PathLike, input_names: list[str],
+               output_names: list[str], *, opset: int = 17) -> None:
+    """Trace ``graph(*args)`` (eval mode) into the ONNX file ``path``, atomically (TorchScript exporter, constant
+    folding, the exporter's warnings silenced); used by :func:`export_onnx` and the onnxruntime backend."""
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(graph.eval(), args, str(tmp), dynamo=False, input_names=input_names,
                           output_names=output_names, opset_version=opset, do_constant_folding=True)
-    return spec
 
 
 def run_onnx(path: str | os.PathLike, inputs: dict[str, torch.Tensor]) -> list:

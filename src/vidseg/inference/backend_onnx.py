@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from torch.utils import _pytree as pytree
 
 import vidseg.models as vidseg_models
 from vidseg.errors import ConfigError, DataError
-from vidseg.fileio import atomic_path
+from vidseg.export import write_onnx
 from vidseg.models.heads.common import resize
 
 GRAPH_VERSION = "1"  # part of the cache key: bump when the graphs below change
@@ -109,10 +108,8 @@ class _Deferred:
 
 
 def _export(graph: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> None:
-    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(graph.eval(), args, str(tmp), dynamo=False, input_names=inputs, output_names=outputs,
-                          opset_version=OPSET, do_constant_folding=True)
+    with torch.no_grad():
+        write_onnx(graph, args, path, inputs, outputs, opset=OPSET)
 
 
 def _session(path: Path, threads: int) -> Any:
