@@ -60,17 +60,12 @@ def threads_from_args(args: argparse.Namespace) -> Iterator[int]:
     Default: ``OMP_NUM_THREADS`` when set, else the CPUs this process may use, shared among
     ``LOCAL_WORLD_SIZE`` torchrun processes.
     """
-    import torch
-
-    from vidseg.inference.runtime import available_cpus, configure_threads
+    from vidseg.inference.runtime import available_cpus, torch_threads
 
     threads = getattr(args, "threads", None)
     if threads is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
         threads = max(1, int(os.environ["OMP_NUM_THREADS"]))  # an explicit environment setting is kept
     if threads is None:
         threads = max(1, available_cpus() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
-    before = torch.get_num_threads()
-    try:
-        yield configure_threads(threads)
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads) as count:
+        yield count

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import torch
+from vidseg.inference.runtime import torch_threads
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -16,11 +16,7 @@ def single_threaded(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
 
     return wrapper  # type: ignore[return-value]

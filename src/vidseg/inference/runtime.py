@@ -13,8 +13,10 @@ copies) switch on by themselves whenever a model runs in eval mode without autog
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -50,6 +52,17 @@ def configure_threads(threads: int | None = None) -> int:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     torch.set_num_threads(int(threads))
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None = None) -> Iterator[int]:
+    """Within the block torch runs ``threads`` intra-op threads (:func:`configure_threads`; None: every
+    available CPU); the previous count is restored afterwards. Yields the count in use."""
+    before = torch.get_num_threads()
+    try:
+        yield configure_threads(threads)
+    finally:
+        torch.set_num_threads(before)
 
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
