@@ -48,6 +48,7 @@ from functools import partial
 import numpy as np
 import torch
 
+from vidseg.inference.runtime import keep_freed_memory
 from vidseg.tables import parse_size
 
 
@@ -415,7 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx-cache", default=None, help="folder for the exported graphs of 'peers' (default: a "
                         "temporary folder)")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's default malloc settings "
+                        "(the vidseg CLI applies vidseg.inference.runtime.keep_freed_memory, and so does this "
+                        "benchmark unless given this flag)")
     args = parser.parse_args(argv)
+    if not args.default_malloc:
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     h, w = parse_size(args.size)

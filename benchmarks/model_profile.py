@@ -43,6 +43,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="add the torch.compile variant")
     parser.add_argument("--no-transformers", action="store_true")
     parser.add_argument("--no-cffm", action="store_true")
+    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's default malloc settings "
+                        "(else vidseg.inference.runtime.keep_freed_memory, as the vidseg CLI does)")
     parser.add_argument("--src", default=None, help="import vidseg from this src folder instead")
     parser.add_argument("--others", default="", help="comma-separated registered names to time as whole "
                         "networks (frame -> logits): plain eval vs prepare_for_inference(fuse_bn) vs "
@@ -209,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.path.abspath(args.src))
     import torch
 
+    if not args.default_malloc and not args.src:
+        from vidseg.inference.runtime import keep_freed_memory
+
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.lower().split("x"))
     torch.manual_seed(0)

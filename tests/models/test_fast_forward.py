@@ -237,3 +237,47 @@ def test_configure_threads():
         assert configure_threads(None) >= 1
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_fused_linear_and_conv_gelu_match_plain_ops(onednn, monkeypatch):
+    """The oneDNN-fused kernels (bias + residual in the GEMM, GELU in the convolution) and their fallbacks
+    compute the plain ops' values; with oneDNN on, the fused ops are the ones that run."""
+    from vidseg.models import fastpath
+
+    calls = []
+    if onednn:
+        assert fastpath._onednn_fusion(torch.zeros(1))
+        monkeypatch.setattr(fastpath, "_onednn_fusion", lambda x: calls.append(1) or True)
+    else:
+        monkeypatch.setattr(fastpath, "_onednn_fusion", lambda x: False)
+    g = torch.Generator().manual_seed(0)
+    x, res = torch.randn(2, 50, 24, generator=g), torch.randn(2, 50, 40, generator=g)
+    weight, bias = torch.randn(40, 24, generator=g), torch.randn(40, generator=g)
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)
+    image = torch.randn(1, 16, 9, 11, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        ref = torch.nn.functional.linear(x, weight, bias)
+        torch.testing.assert_close(fastpath.linear_add(x, weight, bias), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fastpath.linear_add(x, weight, None), ref - bias, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fastpath.linear_add(x, weight, bias, res), ref + res, atol=1e-5, rtol=1e-5)
+        fused = fastpath.conv2d_gelu(image, conv, conv.weight)
+        torch.testing.assert_close(fused, torch.nn.functional.gelu(conv(image)), atol=1e-5, rtol=1e-5)
+    assert len(calls) == (4 if onednn else 0)
+
+
+def test_gelu_detection_and_tanh_gelu_mix_ffn_unfused():
+    """Only the erf GELU is fused into the depthwise conv; a tanh-GELU model still equals its reference."""
+    from vidseg.models.fastpath import is_exact_gelu
+
+    assert is_exact_gelu(torch.nn.GELU()) and not is_exact_gelu(torch.nn.GELU(approximate="tanh"))
+    model = _model("segformer_b0", num_classes=5)
+    assert all(is_exact_gelu(block.mlp.activation_fn) for stage in model.backbone.stages for block in stage.blocks)
+    for stage in model.backbone.stages:
+        for block in stage.blocks:
+            block.mlp.activation_fn = torch.nn.GELU(approximate="tanh")
+    clip = _frames(1, seed=5)
+    with torch.inference_mode():
+        with reference_path():
+            ref = model(clip)
+        _assert_same(model(clip), ref)

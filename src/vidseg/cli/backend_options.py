@@ -58,9 +58,12 @@ def threads_from_args(args: argparse.Namespace) -> Iterator[int]:
     number); the previous count is restored afterwards (the CLI may run in-process, e.g. in tests).
 
     Default: ``OMP_NUM_THREADS`` when set, else the CPUs this process may use, shared among
-    ``LOCAL_WORLD_SIZE`` torchrun processes.
+    ``LOCAL_WORLD_SIZE`` torchrun processes. Also lets malloc keep freed memory for the next frames
+    (:func:`vidseg.inference.runtime.keep_freed_memory`).
     """
-    from vidseg.inference.runtime import available_cpus, torch_threads
+    from vidseg.inference.runtime import available_cpus, keep_freed_memory, torch_threads
+
+    keep_freed_memory()
 
     threads = getattr(args, "threads", None)
     if threads is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():

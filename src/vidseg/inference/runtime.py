@@ -1,6 +1,8 @@
 """Runtime settings for fast torch inference: intra-op threads and a prepared inference copy of a model.
 
 * :func:`configure_threads` sets torch's intra-op threads (default: the CPUs this process may run on).
+* :func:`keep_freed_memory` lets glibc's malloc reuse freed blocks instead of returning them to the OS, so the
+  per-frame activations do not cost fresh pages (page faults) on every frame.
 * :func:`prepare_for_inference` returns an eval-mode copy of a model for inference only: frozen parameters,
   eval-mode BatchNorm folded into the convolution before it (``fuse_bn``), optionally channels-last weights and
   ``torch.compile`` of the backbone. The caller's model is never changed (training keeps the original), and
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
+import ctypes.util
 import os
 from collections.abc import Iterator
 
@@ -52,6 +56,37 @@ def configure_threads(threads: int | None = None) -> int:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     torch.set_num_threads(int(threads))
     return torch.get_num_threads()
+
+
+# glibc mallopt() parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit systems
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 * 2**20
+_TRIM_THRESHOLD = 2**30
+
+
+def keep_freed_memory() -> bool:
+    """Process-wide: glibc's malloc keeps freed memory for reuse (blocks up to 32 MiB come from the heap, and up
+    to 1 GiB of free heap is kept instead of being returned to the OS).
+
+    Inference allocates and frees the same multi-megabyte activations on every frame (MiT-B0 at 480x864:
+    [1, 25920, 128] float32 = 13 MB in the 1/4-scale Mix-FFN). With glibc's defaults many of them come from
+    freshly mapped or trimmed pages, which the kernel must fault in and zero again: about 20,000 page faults
+    and 20-40 ms of system time per frame for the MiT-B0 encoder on the development machine, which these two
+    settings remove (docs/benchmarks.md, issue 13). The cost: the process's resident memory stays at its peak
+    (up to 1 GiB above it) until it exits. Called by the ``vidseg`` CLI; library users may call it themselves.
+    Python has no portable interface for this, hence ``ctypes``.
+
+    Returns:
+        True when the settings were applied (glibc), False elsewhere (musl, macOS, Windows: nothing changes).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (AttributeError, OSError):
+        mallopt = None
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
 @contextlib.contextmanager

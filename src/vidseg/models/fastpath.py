@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _REFERENCE_DEPTH = [0]  # > 0 inside reference_path()
@@ -53,3 +54,42 @@ def cached_weights(module: nn.Module, kind: str, params: tuple[torch.Tensor, ...
     if cache.get(kind, (None,))[0] != key:
         cache[kind] = (key, make())
     return cache[kind][1]
+
+
+def _onednn_fusion(x: torch.Tensor) -> bool:
+    """True when oneDNN's fused CPU kernels (the ones inductor's CPU backend calls) can run on ``x``."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def linear_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias) (+ residual)`` for inference, [..., C_in] -> [..., C_out].
+
+    On a float32 CPU tensor this is one oneDNN call with the bias and the residual sum fused into the GEMM
+    (``F.linear`` first copies the bias into its output and then adds the product, and the residual add is a
+    third pass over memory); elsewhere the plain ops. ``residual``: [..., C_out], contiguous.
+    """
+    if _onednn_fusion(x):
+        if residual is None:
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+    out = F.linear(x, weight, bias)
+    return out if residual is None else out.add_(residual)
+
+
+def is_exact_gelu(activation: nn.Module) -> bool:
+    """True for the erf GELU (``nn.GELU()`` or transformers' ``GELUActivation`` calling ``F.gelu``)."""
+    if isinstance(activation, nn.GELU):
+        return activation.approximate == "none"
+    return getattr(activation, "act", None) is F.gelu
+
+
+def conv2d_gelu(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor) -> torch.Tensor:
+    """``F.gelu(conv(x))`` (erf GELU) for inference, with ``weight`` in place of ``conv.weight`` (e.g. its
+    channels-last copy). [B, C_in, H, W] -> [B, C_out, H', W']. On a float32 CPU tensor the GELU runs inside
+    oneDNN's convolution (one pass over the output instead of two); elsewhere the plain ops."""
+    if _onednn_fusion(x) and isinstance(conv.padding, tuple):
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, conv.bias, list(conv.padding), list(conv.stride),
+                                                       list(conv.dilation), conv.groups, "gelu", [], "none")
+    return F.gelu(F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups))

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidseg.errors import ConfigError
-from vidseg.models.fastpath import cached_weights, use_fast_path
+from vidseg.models.fastpath import cached_weights, conv2d_gelu, is_exact_gelu, linear_add, use_fast_path
 
 # variant -> (embed dims, depths); all variants: heads 1,2,5,8; sr ratios 8,4,2,1; mlp ratio 4
 MIT_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -124,7 +124,8 @@ class MiT(nn.Module):
     def _forward_fast(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Inference forward (eval, no autograd): the same layers with channels-last convolutions, so tokens
         [B, H*W, C] and feature maps share memory and no layout copy is made; keys and values come from one
-        GEMM; attention is ``F.scaled_dot_product_attention``. Outputs equal :meth:`forward`'s up to float
+        GEMM; attention is ``F.scaled_dot_product_attention``; on CPU the linear layers run as oneDNN GEMMs with
+        bias and residual sum fused, and the Mix-FFN's GELU inside its depthwise convolution. Outputs equal :meth:`forward`'s up to float
         rounding and are channels-last views [B, C, H, W] of [B, H, W, C] memory."""
         feats = []
         x = image.contiguous(memory_format=torch.channels_last)
@@ -144,18 +145,23 @@ def _as_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return tokens.view(tokens.shape[0], height, width, -1).permute(0, 3, 1, 2)
 
 
+def _weight_channels_last(conv: nn.Conv2d) -> torch.Tensor:
+    """A cached channels-last copy of ``conv.weight`` (oneDNN then keeps channels-last output)."""
+    return cached_weights(conv, "weight_cl", (conv.weight,),
+                          lambda: conv.weight.contiguous(memory_format=torch.channels_last))
+
+
 def conv_channels_last(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` with a cached channels-last copy of the weight (oneDNN then keeps channels-last output)."""
-    weight = cached_weights(conv, "weight_cl", (conv.weight,),
-                            lambda: conv.weight.contiguous(memory_format=torch.channels_last))
-    return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return F.conv2d(x, _weight_channels_last(conv), conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
-def _fast_attention(attention: nn.Module, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """transformers' ``SegformerAttention`` (eval) on tokens [B, N, C] -> [B, N, C]."""
+def _fast_attention(attention: nn.Module, x: torch.Tensor, height: int, width: int,
+                    residual: torch.Tensor) -> torch.Tensor:
+    """``residual`` + transformers' ``SegformerAttention`` (eval) on tokens x [B, N, C] -> [B, N, C]."""
     b, n, c = x.shape
     heads = attention.num_attention_heads
-    q = attention.q_proj(x).view(b, n, heads, -1).transpose(1, 2)
+    q = linear_add(x, attention.q_proj.weight, attention.q_proj.bias).view(b, n, heads, -1).transpose(1, 2)
     kv_in = x
     if attention.sequence_reduction_ratio > 1:
         reduction = attention.sequence_reduction
@@ -164,16 +170,21 @@ def _fast_attention(attention: nn.Module, x: torch.Tensor, height: int, width: i
     weight, bias = cached_weights(
         attention, "kv", (k_proj.weight, k_proj.bias, v_proj.weight, v_proj.bias),
         lambda: (torch.cat([k_proj.weight, v_proj.weight]), torch.cat([k_proj.bias, v_proj.bias])))
-    kv = F.linear(kv_in, weight, bias).view(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+    kv = linear_add(kv_in, weight, bias).view(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
     out = F.scaled_dot_product_attention(q, kv[0], kv[1], scale=attention.scaling)
-    return attention.o_proj(out.transpose(1, 2).reshape(b, n, c))
+    return linear_add(out.transpose(1, 2).reshape(b, n, c), attention.o_proj.weight, attention.o_proj.bias, residual)
 
 
-def _fast_mix_ffn(mlp: nn.Module, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """transformers' ``SegformerMixMLP`` (eval) on tokens [B, N, C]: the depthwise conv runs channels-last."""
-    hidden = mlp.fc1(x)
-    hidden = _tokens(conv_channels_last(mlp.dwconv.dwconv, _as_map(hidden, height, width)))
-    return mlp.fc2(mlp.activation_fn(hidden))
+def _fast_mix_ffn(mlp: nn.Module, x: torch.Tensor, height: int, width: int, residual: torch.Tensor) -> torch.Tensor:
+    """``residual`` + transformers' ``SegformerMixMLP`` (eval) on tokens x [B, N, C]: the depthwise conv runs
+    channels-last, with the GELU fused into it when the activation is the erf GELU."""
+    hidden = _as_map(linear_add(x, mlp.fc1.weight, mlp.fc1.bias), height, width)
+    conv = mlp.dwconv.dwconv
+    if is_exact_gelu(mlp.activation_fn):
+        hidden = conv2d_gelu(hidden, conv, _weight_channels_last(conv))
+    else:
+        hidden = mlp.activation_fn(conv_channels_last(conv, hidden))
+    return linear_add(_tokens(hidden), mlp.fc2.weight, mlp.fc2.bias, residual)
 
 
 def fast_stage(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -191,8 +202,8 @@ def fast_stage(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
     height, width = y.shape[-2:]
     tokens = embed.layer_norm(_tokens(y))
     for block in stage.blocks:
-        tokens = tokens + _fast_attention(block.attention, block.layernorm_before(tokens), height, width)
-        tokens = tokens + _fast_mix_ffn(block.mlp, block.layernorm_after(tokens), height, width)
+        tokens = _fast_attention(block.attention, block.layernorm_before(tokens), height, width, tokens)
+        tokens = _fast_mix_ffn(block.mlp, block.layernorm_after(tokens), height, width, tokens)
     return _as_map(stage.layer_norm(tokens), height, width)
 
 
