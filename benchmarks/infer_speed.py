@@ -260,12 +260,15 @@ def hf_segformer(model: torch.nn.Module) -> torch.nn.Module:
 
 def network_gflop(model: torch.nn.Module, h: int, w: int) -> tuple[float, float]:
     """FLOPs (GFLOP, multiply-add = 2) of one frame's network forward (``encode_frame`` + ``decode_clip_lowres``
-    with the model's supports) and of its encoder alone, counted by ``torch.utils.flop_counter``."""
+    with the model's supports) and of its encoder alone, counted by ``torch.utils.flop_counter`` on the fast path
+    with plain ops (the counter does not see inside oneDNN's fused kernels; the FLOPs are the same)."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    from vidseg.models.fastpath import plain_ops
 
     x = torch.randn(1, 3, h, w)
     n = len(getattr(model, "support_offsets", ())) + 1
-    with torch.inference_mode():
+    with torch.inference_mode(), plain_ops():
         supports = [model.support_features(model.encode_frame(torch.randn(1, 3, h, w))) for _ in range(n - 1)]
         with FlopCounterMode(display=False) as whole:
             model.decode_clip_lowres([*supports, model.encode_frame(x)], (h, w))

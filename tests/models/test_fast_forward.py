@@ -266,6 +266,19 @@ def test_fused_linear_and_conv_gelu_match_plain_ops(onednn, monkeypatch):
     assert len(calls) == (4 if onednn else 0)
 
 
+def test_plain_ops_and_tracing_avoid_onednn_kernels():
+    """FLOP counting (plain_ops) and TorchScript tracing (ONNX export) see only standard ops."""
+    from vidseg.models.fastpath import _onednn_fusion, plain_ops
+
+    x = torch.zeros(2, 3)
+    assert _onednn_fusion(x) and not _onednn_fusion(x.double())
+    with plain_ops():
+        assert not _onednn_fusion(x)
+    assert _onednn_fusion(x)
+    traced = torch.jit.trace(lambda t: t + float(_onednn_fusion(t)), (x,))
+    assert torch.equal(traced(x), x)  # traced with the flag False
+
+
 def test_gelu_detection_and_tanh_gelu_mix_ffn_unfused():
     """Only the erf GELU is fused into the depthwise conv; a tanh-GELU model still equals its reference."""
     from vidseg.models.fastpath import is_exact_gelu

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 _REFERENCE_DEPTH = [0]  # > 0 inside reference_path()
+_PLAIN_DEPTH = [0]  # > 0 inside plain_ops()
 
 
 def use_fast_path(module: nn.Module) -> bool:
@@ -56,10 +57,24 @@ def cached_weights(module: nn.Module, kind: str, params: tuple[torch.Tensor, ...
     return cache[kind][1]
 
 
+@contextmanager
+def plain_ops() -> Iterator[None]:
+    """Inside the block the fast paths use plain PyTorch ops instead of oneDNN's fused CPU kernels (same values
+    up to float rounding): for FLOP counting (``torch.utils.flop_counter`` does not know the fused kernels) and
+    comparisons. Tracing (ONNX export) and ``torch.compile`` get the plain ops without it."""
+    _PLAIN_DEPTH[0] += 1
+    try:
+        yield
+    finally:
+        _PLAIN_DEPTH[0] -= 1
+
+
 def _onednn_fusion(x: torch.Tensor) -> bool:
-    """True when oneDNN's fused CPU kernels (the ones inductor's CPU backend calls) can run on ``x``."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+    """True when oneDNN's fused CPU kernels (the ones inductor's CPU backend calls) should run on ``x``: float32
+    on the CPU, outside :func:`plain_ops`, TorchScript tracing and ``torch.compile`` (which fuses by itself)."""
+    return (_PLAIN_DEPTH[0] == 0 and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
 def linear_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
