@@ -12,15 +12,28 @@ weights, the model code, the size and the torch version):
 
 The predictor keeps the feature cache as with torch, so every frame is encoded once whatever the clip rule
 (TCB's future supports, resumed runs that skip targets), and the low-resolution logits go through the same
-torch upsample + argmax as the torch backend. An image model's graph written by ``vidseg export`` (``image ->
-logits``) can be run instead (``onnx=FILE``): then ``encode_frame`` only holds the image and the decoder runs
-the whole graph.
+torch upsample + argmax as the torch backend.
+
+A file written by ``vidseg export`` can be run instead (``onnx=FILE``), checked first against the model and
+the input size (input names and shapes, supports, class count; one-line :class:`DataError` naming the file):
+
+* an image model's graph (``image -> logits``): ``encode_frame`` only holds the image and the decoder runs the
+  whole graph;
+* a video model's step (``vidseg export --step``: ``image`` + the S supports' cached leaves -> ``logits`` +
+  the frame's own leaves): ``encode_frame`` holds the image, and decoding a target whose clip has S supports
+  runs the step, which also returns the leaves the frame contributes as a later support (kept in the cache
+  instead of the image). What a fixed step cannot serve runs on the on-the-fly graphs above, exported from the
+  loaded weights as without ``onnx``: clips with another number of supports (CFFM's first three frames decode
+  alone: ``encode`` + ``decode-s0``), and the features of a frame needed as a support before it is decoded as a
+  target (TCB's offline future supports, clamped supports of frame 0, resumed runs' skipped targets: the
+  ``encode`` graph, so such a frame's encoder runs twice; online CFFM / TCB never do this after frame 0).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -100,11 +113,17 @@ class DecodeGraph(nn.Module):
         return self.model.decode_clip_lowres([*supports, target], self.image_size)
 
 
-class _Deferred:
-    """Features of a whole-graph backend: the model input, run when the frame is decoded."""
+class _Frame:
+    """Features of a frame when a given file runs: the model input (until the frame was decoded as a target) and
+    the leaves it contributes as a support (numpy, by leaf index; filled by the step file or the encode graph)."""
 
-    def __init__(self, image: np.ndarray) -> None:
+    def __init__(self, image: np.ndarray | None, leaves: dict[int, np.ndarray] | None = None) -> None:
         self.image = image
+        self.leaves = leaves if leaves is not None else {}
+
+    def trimmed(self) -> _Frame:
+        """Without the image once the support leaves are known."""
+        return _Frame(None, self.leaves) if self.leaves else self
 
 
 def _export(graph: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> None:
@@ -124,19 +143,94 @@ def _session(path: Path, threads: int) -> Any:
         raise DataError(path, f"onnxruntime cannot load this ONNX file ({str(exc).splitlines()[0][:200]})") from None
 
 
+STEP_INPUT = re.compile(r"support(\d+)_(\d+)")  # export.export_onnx(step=True): support i, feature leaf j
+
+
+def _dims(shape: Sequence[Any]) -> str:
+    return "x".join(map(str, shape))
+
+
+def check_given_graph(path: Path, session: Any, *, size: tuple[int, int], num_classes: int, label: str,
+                      num_supports: int, leaf_shapes: Sequence[tuple[int, ...]] = ()) -> list[int]:
+    """Check a ``vidseg export`` file against the model and the model input ``size``; one-line errors.
+
+    Args:
+        path: the file (for messages).
+        session: its onnxruntime session.
+        size: (H, W) of the model input here.
+        num_classes: the model's class count.
+        label: the model's name (for messages).
+        num_supports: 0 for an image model (``image -> logits``), else the supports of the model's step
+            (``len(model.support_offsets)``, as ``vidseg export --step`` traces it).
+        leaf_shapes: a step's feature leaf shapes (batch 1) at ``size``, from the model.
+
+    Returns:
+        the feature leaves the step reads from each support and returns for the target ([] for an image graph).
+
+    Raises:
+        DataError: another kind of graph, input size, number of supports, leaf shapes, outputs or class count.
+    """
+    inputs = {i.name: list(i.shape) for i in session.get_inputs()}
+    names = list(inputs)
+    wrong_kind = (names[:1] != ["image"] or len(names) < 2) if num_supports else names != ["image"]
+    if wrong_kind:
+        kind = ("the per-frame step of a video model ('image' + the supports' features -> 'logits' + features, "
+                "vidseg export --step)" if num_supports else
+                "an image model's graph ('image' -> 'logits', vidseg export without --step)")
+        raise DataError(path, f"takes inputs {names}; {label} needs {kind}")
+    want = [1, 3, size[0], size[1]]
+    if inputs["image"] != want:
+        raise DataError(path, f"graph input is {_dims(inputs['image'])} but the model input here is {_dims(want)} "
+                              f"(export at --size {size[0]}x{size[1]} or leave out --onnx to export on the fly)")
+    used = _check_step_inputs(path, inputs, size, label, num_supports, leaf_shapes) if num_supports else []
+    outputs = session.get_outputs()
+    expected = ["logits", *(f"feature_{j}" for j in used)]
+    if [o.name for o in outputs] != expected:
+        raise DataError(path, f"returns outputs {[o.name for o in outputs]}; expected {expected}")
+    classes = outputs[0].shape[1] if len(outputs[0].shape) == 4 else None
+    if classes != num_classes:
+        raise DataError(path, f"graph returns {classes} classes but {label} has {num_classes}: an ONNX file of "
+                              "another model")
+    return used
+
+
+def _check_step_inputs(path: Path, inputs: dict[str, list], size: tuple[int, int], label: str, num_supports: int,
+                       leaf_shapes: Sequence[tuple[int, ...]]) -> list[int]:
+    """The support inputs ``support<i>_<j>`` of a step file: i = 0..S-1, the same leaves j for each, the model's
+    leaf shapes. Returns the leaves j."""
+    matches = [STEP_INPUT.fullmatch(name) for name in list(inputs)[1:]]
+    if not all(matches):
+        raise DataError(path, f"takes inputs {list(inputs)}; expected 'image' and 'support<i>_<j>' (vidseg export "
+                              "--step)")
+    pairs = {(int(m[1]), int(m[2])) for m in matches if m}
+    supports, used = sorted({i for i, _ in pairs}), sorted({j for _, j in pairs})
+    if supports != list(range(num_supports)) or pairs != {(i, j) for i in supports for j in used}:
+        raise DataError(path, f"is a step with {len(supports)} supports (leaves {used}) but {label} decodes a "
+                              f"target with {num_supports} supports: a step file of another model")
+    for i, j in sorted(pairs):
+        want = list(leaf_shapes[j]) if j < len(leaf_shapes) else None
+        if inputs[f"support{i}_{j}"] != want:
+            raise DataError(path, f"input support{i}_{j} is {_dims(inputs[f'support{i}_{j}'])} but {label}'s feature "
+                                  f"leaf {j} at {size[0]}x{size[1]} is {_dims(want or ['missing'])}: a step file of "
+                                  "another model")
+    return used
+
+
 class OnnxBackend:
     """Run a semantic model through onnxruntime (see the module docstring).
 
     Args:
         model: the loaded model (eval mode, on the CPU).
-        onnx: an image model's ``image -> logits`` graph (``vidseg export``) to run instead of exporting.
+        onnx: a file written by ``vidseg export`` to run instead of exporting: an image model's ``image ->
+            logits`` graph, or a video model's per-frame step (``--step``; see the module docstring).
         cache_dir: where exported graphs are kept (default :func:`default_cache_dir`).
         threads: intra-op threads; None: ``torch.get_num_threads()``.
         model_name: the registered name (for messages and file names).
 
     Raises:
         ConfigError: onnxruntime is not installed; the model keeps state across frames (TCB's memory) or is
-            not on the CPU; ``onnx`` is given for a video model.
+            not on the CPU.
+        DataError: ``onnx`` does not exist (a file that does not fit the model is refused when it is loaded).
     """
 
     name = "onnxruntime"
@@ -154,9 +248,6 @@ class OnnxBackend:
                               "runs on torch only (--backend torch)")
         if any(p.device.type != "cpu" for p in model.parameters()):
             raise ConfigError("--backend onnxruntime runs on the CPU here; use --device cpu")
-        if onnx is not None and tuple(model.support_offsets):
-            raise ConfigError(f"--onnx takes an image model's graph; {self.label} is a video model, whose "
-                              "encoder and clip decoder are exported on the fly (leave out --onnx)")
         self.model = model.eval()
         self.num_classes = int(model.num_classes)
         self.onnx = Path(onnx) if onnx is not None else None
@@ -175,12 +266,17 @@ class OnnxBackend:
         """(pytree spec, support leaves the decoder reads, number of leaves) of the features (found once, at
         the first size: the structure does not depend on it)."""
         if self._layout is None:
+            leaves, spec = self._sample_leaves(size, torch.randn)
             with torch.no_grad():
-                leaves, spec = pytree.tree_flatten(self.model.encode_frame(torch.randn(1, 3, *size)))
                 num_supports = max(len(self.model.support_offsets), len(self.model.offline_support_offsets))
                 used = [j for j in range(len(leaves)) if num_supports and self._reads(leaves, spec, j, size)]
             self._layout = (spec, used, len(leaves))
         return self._layout
+
+    def _sample_leaves(self, size: tuple[int, int], make: Any = torch.zeros) -> tuple[list[torch.Tensor], Any]:
+        """(leaves, pytree spec) of the model's features of a ``make(1, 3, H, W)`` image."""
+        with torch.no_grad():
+            return pytree.tree_flatten(self.model.encode_frame(make(1, 3, *size)))
 
     def _reads(self, leaves: list[torch.Tensor], spec: Any, j: int, size: tuple[int, int]) -> bool:
         """Whether the decoder reads leaf ``j`` of a support frame: its logits change when that leaf does, or
@@ -227,11 +323,9 @@ class OnnxBackend:
         return session
 
     def _write_graph(self, kind: str, size: tuple[int, int], num_supports: int, path: Path) -> None:
-        image = torch.zeros(1, 3, *size)
-        with torch.no_grad():
-            leaves = pytree.tree_flatten(self.model.encode_frame(image))[0]
+        leaves = self._sample_leaves(size)[0]
         if kind == "encode":
-            _export(EncodeGraph(self.model), (image,), path, ["image"], [f"leaf_{j}" for j in range(len(leaves))])
+            _export(EncodeGraph(self.model), (torch.zeros(1, 3, *size),), path, ["image"], [f"leaf_{j}" for j in range(len(leaves))])
             return
         spec, used, num_leaves = self._layout_at(size)
         args = (*leaves, *(leaves[j].clone() for _ in range(num_supports) for j in used))  # distinct inputs
@@ -242,61 +336,92 @@ class OnnxBackend:
     def prepare(self, size: tuple[int, int], clip_lengths: Sequence[int] = ()) -> None:
         """Export (or find in the cache) and load the graphs for model input ``size`` = (H, W) now.
 
-        ``clip_lengths``: the clip lengths to prepare decoders for (default: the model's full clip).
+        ``clip_lengths``: the clip lengths to prepare decoders for (default: the model's full clip; with
+        ``onnx``, the given file serves the full clip and only the other lengths are prepared).
         """
         size = (int(size[0]), int(size[1]))
+        full = len(self.model.support_offsets) + 1
         if self.onnx is not None:
-            self._whole_session(size)
-            return
+            self._given_graph(size)
+            clip_lengths = [n for n in clip_lengths if n != full]
+            if not clip_lengths:
+                return
         self._graph("encode", size)
-        for n in clip_lengths or (len(self.model.support_offsets) + 1,):
+        for n in clip_lengths or (full,):
             self._graph("decode", size, n - 1)
 
-    def _whole_session(self, size: tuple[int, int]) -> Any:
-        """The given ``image -> logits`` file, checked against the model input size and class count."""
-        if ("whole", size) in self._sessions:
-            return self._sessions[("whole", size)]
-        session = _session(self.onnx, self.threads)
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        if [i.name for i in inputs] != ["image"]:
-            raise DataError(self.onnx, f"takes inputs {[i.name for i in inputs]}; expected an image model's graph "
-                                       "('image' -> 'logits', vidseg export without --step)")
-        want = [1, 3, size[0], size[1]]
-        if list(inputs[0].shape) != want:
-            raise DataError(self.onnx, f"graph input is {'x'.join(map(str, inputs[0].shape))} but the model input "
-                                       f"here is {'x'.join(map(str, want))} (export at --size {size[0]}x{size[1]} "
-                                       "or leave out --onnx to export on the fly)")
-        classes = outputs[0].shape[1] if len(outputs[0].shape) == 4 else None
-        if classes != self.num_classes:
-            raise DataError(self.onnx, f"graph returns {classes} classes but {self.label} has {self.num_classes}: "
-                                       "an ONNX file of another model")
-        self._sessions[("whole", size)] = session
-        return session
+    def _given_graph(self, size: tuple[int, int]) -> tuple[Any, list[int]]:
+        """(session, support leaves) of the given file, checked against the model input size and the model
+        (:func:`check_given_graph`)."""
+        if ("given", size) not in self._sessions:
+            session = _session(self.onnx, self.threads)
+            num_supports = len(self.model.support_offsets)
+            shapes = [tuple(leaf.shape) for leaf in self._sample_leaves(size)[0]] if num_supports else []
+            used = check_given_graph(self.onnx, session, size=size, num_classes=self.num_classes, label=self.label,
+                                     num_supports=num_supports, leaf_shapes=shapes)
+            self._sessions[("given", size)] = (session, used)
+        return self._sessions[("given", size)]
 
     # -- the predictor's calls ------------------------------------------------------------------------------
 
     def encode_frame(self, image: torch.Tensor) -> Any:
-        """Leaves (numpy) of the frame's features, or the frame itself for a whole-graph file."""
+        """Leaves (numpy) of the frame's features, or the frame itself when a given file runs."""
         x = image.detach().cpu().float().contiguous().numpy()
-        size = (int(x.shape[2]), int(x.shape[3]))
         if self.onnx is not None:
-            return _Deferred(x)
-        return self._graph("encode", size).run(None, {"image": x})
+            return _Frame(x)
+        return self._graph("encode", (int(x.shape[2]), int(x.shape[3]))).run(None, {"image": x})
 
     def decode_clip_lowres(self, features: Sequence[Any], image_size: tuple[int, int]) -> torch.Tensor:
         """Target logits [1, K, h, w] (h, w: the model's low resolution; the file's output size for ``onnx``)."""
-        target = features[-1]
-        if isinstance(target, _Deferred):
-            size = (int(target.image.shape[2]), int(target.image.shape[3]))
-            return torch.from_numpy(self._whole_session(size).run(None, {"image": target.image})[0])
-        size = tuple(int(s) for s in image_size)
+        size = (int(image_size[0]), int(image_size[1]))
+        if isinstance(features[-1], _Frame):
+            return self._decode_given(features, size)
+        return self._decode(size, features[-1], features[:-1])
+
+    def _decode(self, size: tuple[int, int], target: Sequence[np.ndarray], supports: Sequence[Any]) -> torch.Tensor:
+        """The ``decode-s<S>`` graph on the target's leaves and the supports' used leaves (indexable by leaf)."""
         _, used, num_leaves = self._layout_at(size)
         feed = {f"target_{j}": target[j] for j in range(num_leaves)}
-        for i, support in enumerate(features[:-1]):
+        for i, support in enumerate(supports):
             feed.update({f"support{i}_{j}": support[j] for j in used})
-        session = self._graph("decode", size, len(features) - 1)
+        session = self._graph("decode", size, len(supports))
         names = [i.name for i in session.get_inputs()]  # the exporter drops inputs a graph never reads
         return torch.from_numpy(session.run(None, {k: feed[k] for k in names})[0])
+
+    def _decode_given(self, features: Sequence[_Frame], size: tuple[int, int]) -> torch.Tensor:
+        """The given file on a clip: the whole image graph, the step (which also fills the target's support
+        leaves), or, for a clip with another number of supports than the step's, the on-the-fly graphs."""
+        session, used = self._given_graph(size)
+        target, supports = features[-1], features[:-1]
+        if not used:
+            return torch.from_numpy(session.run(None, {"image": target.image})[0])
+        if len(supports) != len(self.model.support_offsets):
+            return self._decode_short(target, supports, size, used)
+        feed = {"image": target.image}
+        for i, support in enumerate(supports):
+            leaves = self._frame_leaves(support, size, used)
+            feed.update({f"support{i}_{j}": leaves[j] for j in used})
+        logits, *own = session.run(None, feed)
+        target.leaves.update(zip(used, own, strict=True))
+        return torch.from_numpy(logits)
+
+    def _decode_short(self, target: _Frame, supports: Sequence[_Frame], size: tuple[int, int],
+                      used: list[int]) -> torch.Tensor:
+        """A clip the step file cannot take (CFFM's first frames): the ``encode`` and ``decode-s<S>`` graphs."""
+        leaves = self._graph("encode", size).run(None, {"image": target.image})
+        target.leaves.update({j: leaves[j] for j in used})
+        if supports and not set(self._layout_at(size)[1]) <= set(used):
+            raise DataError(self.onnx, f"returns feature leaves {used} but {self.label}'s decoder reads leaves "
+                                       f"{self._layout_at(size)[1]} of a support: a step file of another model")
+        return self._decode(size, leaves, [self._frame_leaves(s, size, used) for s in supports])
+
+    def _frame_leaves(self, frame: _Frame, size: tuple[int, int], used: list[int]) -> dict[int, np.ndarray]:
+        """A support's leaves; one not decoded as a target yet (a future support, a skipped target) gets them
+        from the ``encode`` graph."""
+        if any(j not in frame.leaves for j in used):
+            leaves = self._graph("encode", size).run(None, {"image": frame.image})
+            frame.leaves.update({j: leaves[j] for j in used})
+        return frame.leaves
 
     def decode_clip(self, features: Sequence[Any], image_size: tuple[int, int]) -> torch.Tensor:
         """Target logits [1, K, H, W] at ``image_size`` (the low-resolution logits resized as the model does)."""
@@ -304,7 +429,9 @@ class OnnxBackend:
 
     def support_features(self, features: Any) -> Any:
         """Only the leaves a support contributes (the others are dropped, like the model's own trimming)."""
-        if isinstance(features, _Deferred) or self._layout is None:
+        if isinstance(features, _Frame):
+            return features.trimmed()
+        if self._layout is None:
             return features
         used = set(self._layout[1])
         return [leaf if j in used else None for j, leaf in enumerate(features)]
