@@ -21,8 +21,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, pipeline: bool = T
                         help="what runs the model: torch, or onnxruntime (semantic models; the model is exported to "
                              "ONNX once per input size into --onnx-cache; same masks as torch on the test videos)")
     parser.add_argument("--onnx", default=None, metavar="FILE",
-                        help="with --backend onnxruntime and an image model: run this graph written by 'vidseg "
-                             "export' (image -> logits, at the model input size) instead of exporting")
+                        help="with --backend onnxruntime: run this file written by 'vidseg export' at the model input "
+                             "size instead of exporting (an image model's graph, or a video model's --step file; "
+                             "clips the step cannot take, e.g. CFFM's first frames, use graphs exported on the fly)")
     parser.add_argument("--onnx-cache", default=None, metavar="DIR",
                         help="folder of the exported graphs (default $VIDSEG_ONNX_CACHE or ~/.cache/vidseg/onnx)")
     parser.add_argument("--threads", type=positive_int, default=None,

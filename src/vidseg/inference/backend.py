@@ -7,7 +7,8 @@ cache, TTA, ensembling, the fused upsample + argmax and the writers stay one cod
 * ``"torch"`` (:class:`TorchBackend`): the PyTorch model itself.
 * ``"onnxruntime"`` (:class:`vidseg.inference.backend_onnx.OnnxBackend`): the model exported to ONNX (on the
   fly, once per model input size, into a cache folder) and run by onnxruntime with the same thread count as
-  torch; or an image model's graph written by ``vidseg export`` (``onnx=FILE``).
+  torch; or a file written by ``vidseg export`` (``onnx=FILE``: an image model's graph or a video model's
+  ``--step`` graph).
 
 ``make_backend(model, "onnxruntime", size=(H, W))`` builds one for a loaded model (the benchmarks use it too).
 """
@@ -82,8 +83,9 @@ def make_backend(model: torch.nn.Module, name: str = "torch", size: tuple[int, i
         name: ``"torch"`` or ``"onnxruntime"``.
         size: onnxruntime: (H, W) of the model input to export for now (other sizes are exported when they
             first occur); None exports lazily.
-        onnx: onnxruntime: an image model's graph written by ``vidseg export`` (image -> logits) to run instead
-            of exporting.
+        onnx: onnxruntime: a file written by ``vidseg export`` to run instead of exporting (an image model's
+            ``image -> logits`` graph or a video model's ``--step`` graph; see
+            :mod:`vidseg.inference.backend_onnx`).
         cache_dir: onnxruntime: where exported graphs are kept (default
             :func:`vidseg.inference.backend_onnx.default_cache_dir`).
         threads: onnxruntime intra-op threads; None: ``torch.get_num_threads()`` (the torch setting).
