@@ -84,6 +84,38 @@ def test_step_file_same_masks(variant, frames, tmp_path):
     assert {p.name.split("-64x96-")[1][:-5] for p in (tmp_path / "cache").glob("*.onnx")} == fallback
 
 
+@pytest.mark.slow  # about 10-30 s on the loaded 2-core machine (ResNet-50 TCB export)
+def test_tcb_ocr_step_file_same_masks(frames, tmp_path):
+    """The registered TCB-OCR (ResNet-50, 64 channels, random weights with a spread classifier), online and
+    offline (future supports), from its ``export_onnx(step=True)`` file."""
+    from vidseg.models import build
+
+    torch.manual_seed(0)
+    model = build("tcb_ocr_r101", num_classes=7, depth=50, channels=64, aux_channels=64).eval()
+    with torch.no_grad():
+        model.head.weight.normal_()
+        model.head.bias.zero_()
+    path = _step_file(model, tmp_path / "tcb.onnx")
+    for mode in ("online", "offline"):
+        ref = list(VideoPredictor(model, mode=mode).predict(frames))
+        backend = make_backend(model, "onnxruntime", onnx=path, cache_dir=tmp_path / "cache")
+        got = list(VideoPredictor(model, mode=mode, backend=backend).predict(frames))
+        for a, b in zip(ref, got, strict=True):
+            np.testing.assert_array_equal(b.labels, a.labels, err_msg=f"{mode} frame {a.index}")
+        assert len({int(v) for p in ref for v in np.unique(p.labels)}) > 2
+    assert [p.name.split("-64x96-")[1] for p in (tmp_path / "cache").glob("*.onnx")] == ["encode.onnx"]
+
+
+def test_prepare_exports_only_what_the_step_cannot_take(tmp_path):
+    """``prepare`` checks the file and exports the graphs of the other clip lengths only."""
+    model = _toy(cffm_like=True)
+    path = _step_file(model, tmp_path / "step.onnx")
+    backend = make_backend(model, "onnxruntime", onnx=path, size=SIZE, cache_dir=tmp_path / "cache")
+    assert not backend.exported  # the file serves the full clip
+    backend.prepare(SIZE, clip_lengths=(1, 4))
+    assert sorted(p.name.split("-64x96-")[1] for p in backend.exported) == ["decode-s0.onnx", "encode.onnx"]
+
+
 def test_step_file_resume_skip(frames, tmp_path):
     """Skipped targets (resume) are never decoded: their features come from the encode graph when a later
     clip needs them as supports."""
