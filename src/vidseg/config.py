@@ -225,7 +225,8 @@ class TrainConfig:
         seed: global seed; each rank and iteration derives its own.
         deterministic: request deterministic kernels (``torch.use_deterministic_algorithms``).
         device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``fp32`` or ``bf16`` (autocast).
+        precision: ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the device computes it natively, else
+            fp32; :mod:`vidseg.engine.precision`).
         channels_last: use channels-last memory format for the model and inputs.
         sync_bn: convert BatchNorm to SyncBatchNorm under multi-process CUDA training.
         grad_accum: micro-batches accumulated per optimisation step.
@@ -260,7 +261,7 @@ class TrainConfig:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "device": (),  # free-form, checked by the engine
-    "precision": ("fp32", "bf16"),
+    "precision": ("fp32", "bf16", "auto"),
     "data.dataset": ("vspw", "synthetic", "davis", "frame_folders", "image_masks", "vipseg"),
     "optim.name": ("adamw", "sgd", "adam"),
     "optim.param_groups": ("none", "cffm", "tcb", "detectron2"),

@@ -62,7 +62,8 @@ class PredictRequest:
         progress: progress bars.
         backend: semantic models: ``torch`` or ``onnxruntime`` (:func:`vidseg.inference.backend.make_backend`;
             the masks are the same, so it is not part of the provenance record).
-        onnx: onnxruntime: an image model's exported graph to run instead of exporting on the fly.
+        onnx: onnxruntime: a graph written by ``vidseg export`` (an image model's, or a video model's
+            ``--step``) to run instead of exporting on the fly.
         onnx_cache: onnxruntime: folder of the exported graphs (default: the user cache).
         pipeline: read frames and write outputs on helper threads (:mod:`vidseg.inference.pipeline`).
     """

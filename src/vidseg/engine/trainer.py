@@ -48,6 +48,7 @@ from vidseg.engine.distributed import (
 )
 from vidseg.engine.logging import MetricLogger, progress_bar, truncate_metrics
 from vidseg.engine.optim import build_optimizer
+from vidseg.engine.precision import autocast, resolve_precision
 from vidseg.engine.schedule import PolyWarmupSchedule
 from vidseg.engine.step_sampler import SeededDataset, StepSampler
 from vidseg.errors import ConfigError, DataError
@@ -181,6 +182,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.dist = dist_info or init_distributed(cfg.device)
         self.device = self.dist.device
+        self.precision = resolve_precision(cfg.precision, self.device)  # "auto" decided for this device
         self.evaluate_fn = evaluate_fn
         self.train_set = train_set
         if cfg.grad_accum < 1:
@@ -296,8 +298,7 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------- steps
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                              enabled=self.cfg.precision == "bf16")
+        return autocast(self.precision, self.device)
 
     def _micro_step(self, batch: ClipBatch, sync: bool) -> dict[str, torch.Tensor]:
         batch = batch.to(self.device)
@@ -405,7 +406,7 @@ class Trainer:
     def _loop(self, logger: MetricLogger, result: TrainResult, until: int | None) -> None:
         max_iters = self.cfg.schedule.max_iters
         data_iter = iter(self._loader(self.iteration))
-        bar = progress_bar(max_iters, self.iteration, self.dist.is_main, desc=f"train {self.cfg.name}")
+        bar = progress_bar(max_iters, self.iteration, self.dist.is_main, desc=f"train {self.cfg.name} [{self.precision}]")
         with _StopFlag() as stop, bar:
             while self.iteration < max_iters:
                 t0 = time.perf_counter()
