@@ -78,18 +78,24 @@ def _onednn_fusion(x: torch.Tensor) -> bool:
 
 
 def linear_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-               residual: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias) (+ residual)`` for inference, [..., C_in] -> [..., C_out].
+               residual: torch.Tensor | None = None, *, gelu: bool = False) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, then the erf GELU (``gelu``) or ``+ residual``, for inference:
+    [..., C_in] -> [..., C_out].
 
-    On a float32 CPU tensor this is one oneDNN call with the bias and the residual sum fused into the GEMM
-    (``F.linear`` first copies the bias into its output and then adds the product, and the residual add is a
-    third pass over memory); elsewhere the plain ops. ``residual``: [..., C_out], contiguous.
+    On a float32 CPU tensor this is one oneDNN call with the bias and the GELU or the residual sum fused into the
+    GEMM (``F.linear`` first copies the bias into its output and then adds the product, and the GELU or the
+    residual add is another pass over memory); elsewhere the plain ops. ``residual``: [..., C_out], contiguous.
     """
+    if gelu and residual is not None:
+        raise ValueError("linear_add fuses either the GELU or the residual sum, not both")
     if _onednn_fusion(x):
-        if residual is None:
-            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+        if residual is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu" if gelu else "none", [],
+                                                  "none" if gelu else "")
     out = F.linear(x, weight, bias)
+    if gelu:
+        return F.gelu(out)
     return out if residual is None else out.add_(residual)
 
 

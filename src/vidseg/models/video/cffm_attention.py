@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidseg.models.fastpath import use_fast_path
+from vidseg.models.fastpath import linear_add, use_fast_path
 
 MASK_VALUE = -100.0
 
@@ -140,6 +140,12 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
+
+    def forward_add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``residual + self(x)`` for inference (fast path): on CPU the GELU and the sum run inside the GEMMs.
+        x, residual: [..., dim] (residual contiguous) -> [..., dim]."""
+        hidden = linear_add(x, self.fc1.weight, self.fc1.bias, gelu=True)
+        return linear_add(hidden, self.fc2.weight, self.fc2.bias, residual)
 
 
 class CFFMAttention(nn.Module):
@@ -286,7 +292,7 @@ class CFFMAttention(nn.Module):
         """
         b, h, w, c = target.shape
         win = self.window
-        qkv = self.qkv(target)  # [B, H, W, 3C]
+        qkv = linear_add(target, self.qkv.weight, self.qkv.bias) if use_fast_path(self) else self.qkv(target)
         q_win = self._heads(window_partition(qkv[..., :c], win))
         sources = [qkv[..., c:].reshape(b, h * w, 2 * c)]
         sources += [self.qkv(g)[..., c:].reshape(b, -1, 2 * c) for g in [pooled_target, *pooled_refs]]
@@ -319,8 +325,8 @@ class CFFMAttention(nn.Module):
             bias = bias.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * n_win, *bias.shape[1:])
         # fused attention: softmax(scale * q k^T + bias) v, the official computation in one kernel
         out = F.scaled_dot_product_attention(q_win, k, v, attn_mask=bias, scale=self.scale)
-        out = out.transpose(1, 2)  # [B*nW, 49, heads, hd]
-        return self.proj(out.reshape(b * n_win, -1, c))
+        out = out.transpose(1, 2).reshape(b * n_win, -1, c)  # [B*nW, 49, C]
+        return linear_add(out, self.proj.weight, self.proj.bias) if use_fast_path(self) else self.proj(out)
 
 
 class CFFMBlock(nn.Module):
@@ -395,6 +401,8 @@ class CFFMBlock(nn.Module):
         out = self.attn(normed_target, pooled_target, pooled_refs)
         out = window_reverse(out, win, hp, wp)[:, :h, :w]
         t = target + out
+        if use_fast_path(self):
+            return self.mlp.forward_add(self.norm2(t), t)
         return t + self.mlp(self.norm2(t))
 
 
