@@ -10,6 +10,8 @@ non-trivial BatchNorm statistics).
 Variants:
 * ``segformer_b0 reference``: ``vidseg.models.fastpath.reference_path()`` (the forward training uses).
 * ``segformer_b0 fast``: eval + ``torch.inference_mode()``: the models' fast paths.
+* ``segformer_b0 fast, plain ops``: the same inside ``vidseg.models.fastpath.plain_ops()`` (no oneDNN fused
+  GEMM + bias/residual/GELU kernels), to see what the fused kernels give.
 * ``segformer_b0 fast+compile`` (``--compile``): ``prepare_for_inference(compile=True)`` (inductor); the
   first call's compile time is printed separately.
 * ``transformers``: ``SegformerForSemanticSegmentation`` built from a ``SegformerConfig`` with the same
@@ -122,6 +124,22 @@ def _reference_path():
     return reference_path, True
 
 
+def _plain_ops():
+    """vidseg's ``plain_ops`` context (fast paths without oneDNN's fused kernels), or None before it existed."""
+    try:
+        from vidseg.models.fastpath import plain_ops
+    except ImportError:
+        return None
+    return plain_ops
+
+
+def _within(context, fn):
+    def run():
+        with context():
+            return fn()
+    return run
+
+
 def build_variants(args: argparse.Namespace, image) -> tuple[dict[str, Callable], list[str]]:
     """name -> a zero-argument call giving 1/4 logits; and notes (compile time) to print."""
     import torch
@@ -129,12 +147,10 @@ def build_variants(args: argparse.Namespace, image) -> tuple[dict[str, Callable]
     from vidseg.models import build
 
     reference_path, has_fast = _reference_path()
+    plain_ops = _plain_ops()
 
     def reference(fn):
-        def run():
-            with reference_path():
-                return fn()
-        return run
+        return _within(reference_path, fn)
 
     seg = build("segformer_b0").eval()
     _randomise_bn(seg)
@@ -142,6 +158,8 @@ def build_variants(args: argparse.Namespace, image) -> tuple[dict[str, Callable]
     notes = []
     if has_fast:
         variants["segformer_b0 fast"] = lambda: seg.encode_frame(image)
+    if plain_ops is not None:
+        variants["segformer_b0 fast, plain ops"] = _within(plain_ops, lambda: seg.encode_frame(image))
     if args.compile and has_fast:
         from vidseg.inference.runtime import prepare_for_inference
 
@@ -157,14 +175,17 @@ def build_variants(args: argparse.Namespace, image) -> tuple[dict[str, Callable]
         cffm = build("cffm_b0").eval()
         _randomise_bn(cffm, seed=1)
         frames = torch.randn(4, *image.shape[1:])
-        ref_stream, fast_stream = CffmStream(cffm, frames), CffmStream(cffm, frames)
+        ref_stream, fast_stream, plain_stream = (CffmStream(cffm, frames) for _ in range(3))
         with torch.inference_mode():
             for _ in range(10):  # fill the caches: every later step decodes a full clip
                 reference(ref_stream.step)()
                 fast_stream.step()
+                plain_stream.step()
         variants["cffm_b0 stream reference"] = reference(ref_stream.step)
         if has_fast:
             variants["cffm_b0 stream fast"] = fast_stream.step
+        if plain_ops is not None:
+            variants["cffm_b0 stream fast, plain ops"] = _within(plain_ops, plain_stream.step)
     return variants, notes
 
 
