@@ -51,3 +51,14 @@ def test_recipes_choose_auto_for_cffm_only():
     assert load_config(ROOT / "configs/segformer_b0_vspw.yaml").precision == "fp32"
     with pytest.raises(ConfigError):
         load_config(ROOT / "configs/cffm_b0_vspw.yaml", ["precision=fp16"])
+
+
+def test_demo_models_train_in_fp32_unless_asked(tmp_path):
+    """The demo stays fp32 (portable numbers); a demo model can ask for bf16 (the precision experiment)."""
+    from dataclasses import replace
+
+    from vidseg.demo.runs import DEFAULT_MODELS, DemoSize, demo_config
+
+    cffm = DEFAULT_MODELS[1]
+    assert demo_config(cffm, tmp_path, DemoSize(), 0).precision == "fp32"
+    assert demo_config(replace(cffm, precision="bf16"), tmp_path, DemoSize(), 0).precision == "bf16"

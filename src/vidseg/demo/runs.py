@@ -62,6 +62,7 @@ class DemoModel:
     init_from: str | None = None  # label of an earlier demo model whose matching weights start this one
     init_rename: dict[str, str] = field(default_factory=dict)  # source key prefix -> this model's prefix
     iter_scale: float = 1.0  # fraction of DemoSize.iters this model trains (fine-tuned models need fewer)
+    precision: str = "fp32"  # training precision (TrainConfig.precision); fp32 keeps the demo's numbers portable
 
     def iters(self, size: DemoSize) -> int:
         """Training iterations of this model."""
@@ -79,8 +80,8 @@ TCB_MODEL = DemoModel("tcb_ppm_b0", "tcb_ppm_b0", {"channels": 64, "aux_channels
 
 def demo_config(model: DemoModel, root: Path, size: DemoSize, seed: int) -> TrainConfig:
     """The training config of one demo model (flat, like the recipes)."""
-    cfg = TrainConfig(name=model.name, seed=seed, device="cpu", checkpoint_every=0, keep_checkpoints=0,
-                      eval_every=-1, log_every=5)
+    cfg = TrainConfig(name=model.name, seed=seed, device="cpu", precision=model.precision, checkpoint_every=0,
+                      keep_checkpoints=0, eval_every=-1, log_every=5)
     cfg.model.name, cfg.model.num_classes, cfg.model.kwargs = model.name, 124, dict(model.kwargs)
     d = cfg.data
     d.dataset, d.root, d.num_workers, d.batch_size = "vspw", str(root), 0, size.batch
