@@ -299,3 +299,25 @@ def test_gelu_detection_and_tanh_gelu_mix_ffn_unfused():
         with reference_path():
             ref = model(clip)
         _assert_same(model(clip), ref)
+
+
+@pytest.mark.slow
+def test_compiled_backbone_is_one_graph_and_equals_reference():
+    """prepare_for_inference(compile=True): inductor traces the whole fast path as one graph (plain ops, no
+    graph break, no recompile for later frames of the same size) and gives the reference's values."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = _model("segformer_b0", num_classes=5)
+    frame = _frames(1, seed=6)[:, 0]
+    with torch.inference_mode(), reference_path():
+        ref = model.encode_frame(frame)
+    compiled = prepare_for_inference(model, compile=True)
+    with torch.no_grad():
+        outs = [compiled.encode_frame(_frames(1, seed=seed)[:, 0]) for seed in (6, 7, 8)]
+    _assert_same(outs[0], ref)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert sum(counters["graph_break"].values()) == 0
+    torch._dynamo.reset()

@@ -50,6 +50,8 @@ def cached_weights(module: nn.Module, kind: str, params: tuple[torch.Tensor, ...
     The key is each tensor's identity, storage address, version counter, device and dtype, so loading a state
     dict, an optimiser step or ``.to()`` invalidates it. Only for use under autograd-free inference.
     """
+    if torch.compiler.is_compiling():  # traced: computed in the graph (a Python-side cache would force recompiles)
+        return make()
     key = tuple((id(p), p.data_ptr(), _version(p), p.device, p.dtype) for p in params)
     cache = module.__dict__.setdefault("_fast_path_cache", {})
     if cache.get(kind, (None,))[0] != key:
