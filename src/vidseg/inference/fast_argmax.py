@@ -13,8 +13,8 @@ dimension is one of torch's slowest reductions. :func:`upsample_argmax` gives th
    win somewhere in it (on a trained model a handful), and a band with one class is labelled without computing
    anything. When most classes win somewhere at low resolution (random weights) the bound is skipped.
 2. **Row bands in cache.** For each band (about 2M values) the few low-resolution rows it reads are resized
-   (all steps composed into one linear map per axis: the columns by one matmul, the rows by lerps; plain
-   float32) and reduced: the classes within ``2 tol`` of the maximum are counted and their indices summed by
+   (the columns by one 1-D linear interpolation per step, the rows by lerps with all steps composed into one
+   linear map; plain float32) and reduced: the classes within ``2 tol`` of the maximum are counted and their indices summed by
    one small matmul, so a count of one names the winner (no index reduction). These values are within ``tol``
    of the reference's.
 3. **Near ties** (count above one; softmax mode: within ``SOFTMAX_MARGIN``; a few pixels per frame) are
@@ -262,13 +262,18 @@ class Composite:
         return Composite(base, weight)
 
 
-def _column_matrix(comp: Composite, in_len: int) -> torch.Tensor:
-    """``comp`` as a dense float32 [in_len, out] matrix: the columns of a [.., in_len] tensor times it."""
-    out = comp.base.numel()
-    dense = torch.zeros(in_len, out, dtype=torch.float64)
-    for t in range(comp.weight.shape[1]):
-        dense.index_put_(((comp.base + t).clamp(max=in_len - 1), torch.arange(out)), comp.weight[:, t], accumulate=True)
-    return dense.float()
+def _xpass(v: torch.Tensor, widths: Sequence[int]) -> torch.Tensor:
+    """Approximate column resize of ``v`` [rows, Kb, w] through the steps' output ``widths`` -> [rows, Kb, W].
+
+    Each step is ``F.interpolate(mode="linear", align_corners=False)`` along the last axis, the same source
+    positions and weights as the reference's bilinear step has along x (the steps are separable, so the rows
+    can be resized afterwards); float32 rounding only, well within ``tol``. About 3x faster than a matmul with
+    the dense (two non-zeros per column) column map.
+    """
+    for width in widths:
+        if width != v.shape[-1]:
+            v = F.interpolate(v, size=width, mode="linear", align_corners=False)
+    return v
 
 
 def _ypass(v: torch.Tensor, comp: Composite, lo: int, r0: int, r1: int) -> torch.Tensor:
@@ -308,13 +313,13 @@ def _fused_labels(x: torch.Tensor, steps: Sequence[tuple[int, int]], mode: str, 
         _, mx = _window_reduce(rmax, clo, chi, 1)
         row_cand = (mx >= mn.amax(2, keepdim=True) - thr).any(1)  # [U, K]: classes that can win in a row interval
     # 2. bands of output rows: the band's candidate classes, approximate values, argmax; near ties kept aside.
-    # Columns by one matmul with the dense (sparse-valued) column map, rows by lerps, classes in the middle
+    # Columns by 1-D linear interpolation (one per step), rows by lerps, classes in the middle
     # ([rows, K, W]). The argmax without torch's (slow) index reductions: the classes within thr of the maximum
     # are counted and their indices summed by one small matmul; a count of one names the winner.
     labels = torch.empty(out_h, out_w, dtype=torch.int64)
     near_y, near_x = [], []
     rows = Composite.build(chain.rows)
-    cols = _column_matrix(Composite.build(chain.cols), w)
+    widths = [ow for _, ow in steps]
     x_rkc = x[0].transpose(0, 1).contiguous()  # [h, K, w]
     span = rows.weight.shape[1] - 1
     r0 = 0
@@ -331,7 +336,7 @@ def _fused_labels(x: torch.Tensor, steps: Sequence[tuple[int, int]], mode: str, 
             classes = torch.arange(num_classes)
         else:
             v = v.index_select(1, classes)
-        v = _ypass(torch.matmul(v, cols), rows, lo, r0, r1)  # [B, Kb, W]
+        v = _ypass(_xpass(v, widths), rows, lo, r0, r1)  # [B, Kb, W]
         mask = torch.ge(v, v.amax(1, keepdim=True) - thr, out=torch.empty_like(v))
         stats = torch.matmul(torch.stack([torch.ones(classes.numel()), classes.float()]), mask)  # [B, 2, W]
         labels[r0:r1] = stats[:, 1].long()
