@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidseg.models.fastpath import cached_weights, use_fast_path
+from vidseg.models.fastpath import cached_weights, linear_add, use_fast_path
 
 
 class LinearEmbed(nn.Module):
@@ -151,14 +151,20 @@ class SegFormerHead(nn.Module):
         size = feats[0].shape[2:]
         b = feats[0].shape[0]
 
-        def project(x: torch.Tensor, mat: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-            tokens = x.permute(0, 2, 3, 1).reshape(b, -1, x.shape[1])  # a view for channels-last input
-            return F.linear(tokens, mat, bias).view(b, x.shape[2], x.shape[3], -1).permute(0, 3, 1, 2)
+        def tokens(x: torch.Tensor) -> torch.Tensor:
+            return x.permute(0, 2, 3, 1).reshape(b, -1, x.shape[1])  # a view for channels-last input
 
-        out = project(feats[0], mats[0], bias)
+        def as_map(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            return t.view(b, like.shape[2], like.shape[3], -1).permute(0, 3, 1, 2)
+
+        # the coarse levels upsampled and summed, then c1's projection with the bias and that sum fused in
+        coarse = None
         for x, mat in zip(feats[1:], mats[1:]):
-            out += F.interpolate(project(x, mat), size=size, mode="bilinear", align_corners=False)
-        return out.relu_()
+            up = F.interpolate(as_map(linear_add(tokens(x), mat, None), x), size=size, mode="bilinear",
+                               align_corners=False)
+            coarse = up if coarse is None else coarse.add_(up)
+        residual = None if coarse is None else tokens(coarse).contiguous()
+        return as_map(linear_add(tokens(feats[0]), mats[0], bias, residual), feats[0]).relu_()
 
     def predict(self, fused: torch.Tensor) -> torch.Tensor:
         """``linear_pred(dropout(fused))``: [B, E, h, w] -> logits [B, K, h, w]."""
