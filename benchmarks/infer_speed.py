@@ -90,9 +90,11 @@ def time_full_clips(model: torch.nn.Module, frames: int, h: int, w: int) -> floa
 
 
 def segmentation_models() -> list[str]:
+    """The registered semantic models (panoptic and object models have their own speed scripts:
+    ``panofcn_speed.py``, ``stcnn_speed.py``)."""
     from vidseg.models.registry import MODELS
 
-    return sorted(n for n, e in MODELS.items() if e.task != "backbone")
+    return sorted(n for n, e in MODELS.items() if e.task == "semantic")
 
 
 def bench_speed(models: list[str], frames: int, h: int, w: int) -> list[dict]:
