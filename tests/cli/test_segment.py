@@ -94,3 +94,29 @@ def test_segment_errors(frame_dir, weights, tmp_path, capsys):
     assert "missing 1 (decode_head.linear_pred.weight)" in capsys.readouterr().err
     assert main(["segment", str(frame_dir), "--model", "segformer_b0", "--img-scale", "big",
                  "--out", str(tmp_path / "o"), "--quiet"]) == 2
+
+
+def test_compile_refused_with_onnxruntime_and_non_semantic_models(frame_dir, tmp_path, capsys):
+    code = main(["segment", str(frame_dir), "--model", "segformer_b0", "--compile", "--backend", "onnxruntime",
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--compile applies to --backend torch" in err and len(err.strip().splitlines()) == 1
+    assert main(["segment", str(frame_dir), "--model", "panofcn_r50", "--compile", "--out", str(tmp_path / "p"),
+                 "--quiet"]) == 2
+    assert "--compile supports semantic models" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compile_gives_the_same_masks(frame_dir, weights, tmp_path):
+    """--compile (inductor on the backbone) writes the masks of the plain run."""
+    import torch._dynamo
+
+    outs = {}
+    for flag in ([], ["--compile"]):
+        out = tmp_path / ("c" if flag else "p")
+        assert main(["segment", str(frame_dir), "--model", "segformer_b0", "--weights", str(weights[0]),
+                     "--out", str(out), "--quiet", *flag]) == 0
+        outs[bool(flag)] = [np.array(Image.open(p)) for p in sorted((out / "walk").glob("*.png"))]
+    torch._dynamo.reset()
+    assert len(outs[True]) == 4 and all(np.array_equal(a, b) for a, b in zip(outs[True], outs[False]))

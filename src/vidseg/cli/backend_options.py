@@ -1,4 +1,4 @@
-"""``--backend``, ``--onnx``, ``--onnx-cache``, ``--threads`` and ``--no-pipeline``: shared by ``segment``,
+"""``--backend``, ``--onnx``, ``--onnx-cache``, ``--compile``, ``--threads`` and ``--no-pipeline``: shared by ``segment``,
 ``predict`` and ``pseudo-label`` (:mod:`vidseg.inference.backend`, :mod:`vidseg.inference.runtime`,
 :mod:`vidseg.inference.pipeline`)."""
 
@@ -26,6 +26,10 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, pipeline: bool = T
                              "clips the step cannot take, e.g. CFFM's first frames, use graphs exported on the fly)")
     parser.add_argument("--onnx-cache", default=None, metavar="DIR",
                         help="folder of the exported graphs (default $VIDSEG_ONNX_CACHE or ~/.cache/vidseg/onnx)")
+    parser.add_argument("--compile", action="store_true",
+                        help="with --backend torch: compile the model's backbone with torch.compile (inductor); the "
+                             "first frame of each input size pays the compilation (tens of seconds to minutes). On "
+                             "the development CPU it gave no speed-up (docs/benchmarks.md); meant for GPUs")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="intra-op threads of torch and onnxruntime (default: OMP_NUM_THREADS if set, else the "
                              "CPUs this process may use, divided among the processes of a torchrun node)")
@@ -42,6 +46,25 @@ def check_torch_only(args: argparse.Namespace, model: str, task: str) -> None:
     if getattr(args, "backend", "torch") != "torch" or getattr(args, "onnx", None) is not None:
         raise ConfigError(f"{task} model {model!r} runs on torch only (--backend onnxruntime supports semantic "
                           "models)")
+    if getattr(args, "compile", False):
+        raise ConfigError(f"--compile supports semantic models, not the {task} model {model!r}")
+
+
+def check_compile(args: argparse.Namespace) -> bool:
+    """Whether ``--compile`` was given; a one-line error when it is combined with onnxruntime."""
+    from vidseg.errors import ConfigError
+
+    compile_backbone = bool(getattr(args, "compile", False))
+    if compile_backbone and (args.backend != "torch" or args.onnx is not None):
+        raise ConfigError("--compile applies to --backend torch (onnxruntime runs its own graph optimisations)")
+    return compile_backbone
+
+
+def prepare_from_args(model: Any, args: argparse.Namespace) -> Any:
+    """``model`` prepared for inference in place (BatchNorm folded; ``--compile``: backbone compiled)."""
+    from vidseg.inference.runtime import prepare_for_inference
+
+    return prepare_for_inference(model, copy_model=False, compile=check_compile(args))
 
 
 def backend_from_args(args: argparse.Namespace, model: Any, name: str) -> Any:

@@ -11,7 +11,12 @@ import argparse
 from pathlib import Path
 
 from vidseg.cli.argtypes import add_partial_weights
-from vidseg.cli.backend_options import add_backend_arguments, check_torch_only, threads_from_args
+from vidseg.cli.backend_options import (
+    add_backend_arguments,
+    check_compile,
+    check_torch_only,
+    threads_from_args,
+)
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
 
 HELP = ("Predict every video of a VSPW, VIPSeg or DAVIS split into the official submission layout "
@@ -73,7 +78,8 @@ def _run(args: argparse.Namespace) -> int:
                          settings=_settings(args), tta=bool(args.tta), evaluate=bool(args.eval), device=args.device,
                          davis_year=args.davis_year, strict_weights=not args.partial_weights,
                          overwrite=bool(args.overwrite), progress=not args.quiet, backend=args.backend,
-                         onnx=args.onnx, onnx_cache=args.onnx_cache, pipeline=not args.no_pipeline)
+                         onnx=args.onnx, onnx_cache=args.onnx_cache, pipeline=not args.no_pipeline,
+                         compile=check_compile(args))
     result = run_predict(req)
     if not _is_main():
         return 0

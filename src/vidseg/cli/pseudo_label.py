@@ -37,10 +37,9 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import yaml
 
-    from vidseg.cli.backend_options import backend_from_args
+    from vidseg.cli.backend_options import backend_from_args, prepare_from_args
     from vidseg.engine.pseudo_label import generate_pseudo_labels, load_models, names_per_weights
     from vidseg.errors import ConfigError
-    from vidseg.inference.runtime import prepare_for_inference
 
     kwargs = {}
     for item in args.model_arg:
@@ -50,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
         kwargs[key.strip()] = yaml.safe_load(value)
     models = load_models(args.weights, args.model, args.num_classes, args.device, kwargs,
                          strict=not args.partial_weights)
-    models = [prepare_for_inference(m, copy_model=False) for m in models]  # BN folded; never trained here
+    models = [prepare_from_args(m, args) for m in models]  # BN folded (never trained here), --compile
     names = names_per_weights(args.weights, args.model)
     settings = [settings_from_args(name, args) for name in names]
     if args.onnx is not None and len(models) > 1:

@@ -25,6 +25,7 @@ from vidseg.cli.backend_options import (
     add_backend_arguments,
     backend_from_args,
     check_torch_only,
+    prepare_from_args,
     threads_from_args,
 )
 from vidseg.cli.test_options import add_test_arguments, settings_from_args
@@ -192,7 +193,6 @@ def _finetuned(model, video: Path, first_mask: Path, work_dir: Path, finetune: d
 
 
 def _run_semantic(args: argparse.Namespace, video: Path) -> int:
-    from vidseg.inference.runtime import prepare_for_inference
     from vidseg.inference.segment import segment_video, video_name
     from vidseg.models import load_model, make_predictor
     from vidseg.provenance import make_record, prepare_output_folder
@@ -207,7 +207,7 @@ def _run_semantic(args: argparse.Namespace, video: Path) -> int:
               "the official code has no working one for this model")
     model = load_model(args.model, args.weights, num_classes=args.num_classes, strict=not args.partial_weights,
                        **settings.model_kwargs)
-    model = prepare_for_inference(model.to(args.device), copy_model=False)  # BN folded; never trained here
+    model = prepare_from_args(model.to(args.device), args)  # BN folded (never trained here), --compile
     predictor = make_predictor(args.model, model, device=args.device, keep_images=args.overlay is not None,
                                backend=backend_from_args(args, model, args.model),
                                **settings.predictor_options(tta=args.tta))

@@ -65,6 +65,7 @@ class PredictRequest:
         onnx: onnxruntime: a graph written by ``vidseg export`` (an image model's, or a video model's
             ``--step``) to run instead of exporting on the fly.
         onnx_cache: onnxruntime: folder of the exported graphs (default: the user cache).
+        compile: torch: ``torch.compile`` the backbone (semantic models; ``prepare_for_inference(compile=True)``).
         pipeline: read frames and write outputs on helper threads (:mod:`vidseg.inference.pipeline`).
     """
 
@@ -85,6 +86,7 @@ class PredictRequest:
     backend: str = "torch"
     onnx: str | None = None
     onnx_cache: str | None = None
+    compile: bool = False  # noqa: A003 - the option's name
     pipeline: bool = True
 
 
@@ -114,7 +116,8 @@ def build_predictor(req: PredictRequest, device: torch.device) -> Any:
         model = load_model(req.model, req.weights, strict=req.strict_weights, **kwargs)
     if req.settings is None:
         return make_predictor(req.model, model.to(device))
-    model = prepare_for_inference(model.to(device), copy_model=False)  # BN folded: this model is never trained
+    # BN folded (this model is never trained), optionally the backbone compiled
+    model = prepare_for_inference(model.to(device), copy_model=False, compile=req.compile)
     backend = None if req.backend == "torch" and req.onnx is None else make_backend(
         model, req.backend, onnx=req.onnx, cache_dir=req.onnx_cache, model_name=req.model)
     return make_predictor(req.model, model, device=device, backend=backend,
