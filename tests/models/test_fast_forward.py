@@ -321,3 +321,23 @@ def test_compiled_backbone_is_one_graph_and_equals_reference():
     assert counters["stats"]["unique_graphs"] == 1
     assert sum(counters["graph_break"].values()) == 0
     torch._dynamo.reset()
+
+
+def test_onednn_probe_falls_back_where_the_kernels_are_missing(monkeypatch):
+    """The fused kernels are used only after a tiny probe agrees with the plain ops; without oneDNN the fast
+    paths take the plain ops and still equal the reference."""
+    from vidseg.models import fastpath
+
+    assert fastpath.onednn_kernels_work()
+    fastpath.onednn_kernels_work.cache_clear()
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    try:
+        assert not fastpath.onednn_kernels_work() and not fastpath._onednn_fusion(torch.zeros(1))
+        model = _model("segformer_b0", num_classes=5)
+        clip = _frames(1, seed=9)
+        with torch.inference_mode():
+            with reference_path():
+                ref = model(clip)
+            _assert_same(model(clip), ref)
+    finally:
+        fastpath.onednn_kernels_work.cache_clear()

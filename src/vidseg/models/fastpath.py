@@ -10,6 +10,7 @@ tests and before/after benchmarks).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -71,12 +72,34 @@ def plain_ops() -> Iterator[None]:
         _PLAIN_DEPTH[0] -= 1
 
 
+@functools.cache
+def onednn_kernels_work() -> bool:
+    """Whether this torch build has oneDNN's fused CPU kernels and they compute what the plain ops do (checked
+    once on tiny inputs: the ops are internal to PyTorch, so a build that lacks or changed them falls back)."""
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
+        return False
+    g = torch.Generator().manual_seed(0)
+    x, w, b, r = (torch.randn(*shape, generator=g) for shape in ((1, 5, 8), (6, 8), (6,), (1, 5, 6)))
+    image, kernel = torch.randn(1, 4, 5, 5, generator=g), torch.randn(4, 1, 3, 3, generator=g)
+    try:
+        with torch.no_grad():
+            ops = torch.ops.mkldnn
+            got = [ops._linear_pointwise(x, w, b, "none", [], ""), ops._linear_pointwise(x, w, b, "gelu", [], "none"),
+                   ops._linear_pointwise.binary(x, r, w, b, "add"),
+                   ops._convolution_pointwise(image, kernel, b[:4], [1, 1], [1, 1], [1, 1], 4, "gelu", [], "none")]
+            want = [F.linear(x, w, b), F.gelu(F.linear(x, w, b)), F.linear(x, w, b) + r,
+                    F.gelu(F.conv2d(image, kernel, b[:4], 1, 1, 1, 4))]
+    except (RuntimeError, TypeError, NotImplementedError):
+        return False
+    return all(torch.allclose(a, e, atol=1e-5, rtol=1e-5) for a, e in zip(got, want, strict=True))
+
+
 def _onednn_fusion(x: torch.Tensor) -> bool:
     """True when oneDNN's fused CPU kernels (the ones inductor's CPU backend calls) should run on ``x``: float32
-    on the CPU, outside :func:`plain_ops`, TorchScript tracing and ``torch.compile`` (which fuses by itself)."""
+    on the CPU, outside :func:`plain_ops`, TorchScript tracing and ``torch.compile`` (which fuses by itself), on a
+    build where they work (:func:`onednn_kernels_work`)."""
     return (_PLAIN_DEPTH[0] == 0 and x.device.type == "cpu" and x.dtype == torch.float32
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and onednn_kernels_work())
 
 
 def linear_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
