@@ -330,6 +330,9 @@ def test_onednn_probe_falls_back_where_the_kernels_are_missing(monkeypatch):
 
     assert fastpath.onednn_kernels_work()
     fastpath.onednn_kernels_work.cache_clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the probe is float32 whatever the caller's autocast
+        assert fastpath.onednn_kernels_work() and not fastpath._onednn_fusion(torch.zeros(1))
+    fastpath.onednn_kernels_work.cache_clear()
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
     try:
         assert not fastpath.onednn_kernels_work() and not fastpath._onednn_fusion(torch.zeros(1))

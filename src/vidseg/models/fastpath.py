@@ -82,7 +82,7 @@ def onednn_kernels_work() -> bool:
     x, w, b, r = (torch.randn(*shape, generator=g) for shape in ((1, 5, 8), (6, 8), (6,), (1, 5, 6)))
     image, kernel = torch.randn(1, 4, 5, 5, generator=g), torch.randn(4, 1, 3, 3, generator=g)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):  # compare float32 with float32
             ops = torch.ops.mkldnn
             got = [ops._linear_pointwise(x, w, b, "none", [], ""), ops._linear_pointwise(x, w, b, "gelu", [], "none"),
                    ops._linear_pointwise.binary(x, r, w, b, "add"),
@@ -96,10 +96,11 @@ def onednn_kernels_work() -> bool:
 
 def _onednn_fusion(x: torch.Tensor) -> bool:
     """True when oneDNN's fused CPU kernels (the ones inductor's CPU backend calls) should run on ``x``: float32
-    on the CPU, outside :func:`plain_ops`, TorchScript tracing and ``torch.compile`` (which fuses by itself), on a
-    build where they work (:func:`onednn_kernels_work`)."""
+    on the CPU, outside :func:`plain_ops`, TorchScript tracing, ``torch.compile`` (which fuses by itself) and CPU
+    autocast (whose bfloat16 the plain ops follow), on a build where they work (:func:`onednn_kernels_work`)."""
     return (_PLAIN_DEPTH[0] == 0 and x.device.type == "cpu" and x.dtype == torch.float32
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and onednn_kernels_work())
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled("cpu") and onednn_kernels_work())
 
 
 def linear_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
