@@ -3,8 +3,9 @@
 ``auto`` resolves once per run to ``bf16`` on a CUDA device that supports bfloat16 (Ampere and newer) and on a CPU
 with native bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16, as reported by PyTorch), else to ``fp32``.
 Elsewhere bf16 autocast is emulated and slower than fp32, which is why it is not simply the default everywhere.
-The CFFM recipes use ``auto``: there bf16 autocast was 1.16x faster per training step with losses within 1e-5
-(relative) of fp32's (docs/benchmarks.md, "Training step"); recipes where it was not faster keep ``fp32``.
+The CFFM recipes use ``auto``: there bf16 autocast was 1.16-1.36x faster per CFFM-B0 training step with losses
+within 1e-5 (relative) of fp32's (docs/benchmarks.md, "Training step"); recipes where it was not faster keep
+``fp32``.
 """
 
 from __future__ import annotations
