@@ -344,3 +344,18 @@ def test_onednn_probe_falls_back_where_the_kernels_are_missing(monkeypatch):
             _assert_same(model(clip), ref)
     finally:
         fastpath.onednn_kernels_work.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["segformer_b0", "cffm_b0"])
+def test_fast_path_batch_of_two_equals_reference(name):
+    """Two clips at once through the fused fast path (batched GEMMs, residuals, decoder sum) equal the reference
+    and each clip alone."""
+    model = _model(name, num_classes=5)
+    clips = torch.cat([_frames(4, seed=11), _frames(4, seed=12)])
+    with torch.inference_mode():
+        with reference_path():
+            ref = model(clips)
+        fast = model(clips)
+        single = model(clips[1:])
+    _assert_same(fast, ref)
+    _assert_same(fast[1:], single)

@@ -110,13 +110,13 @@ def linear_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
 
     On a float32 CPU tensor this is one oneDNN call with the bias and the GELU or the residual sum fused into the
     GEMM (``F.linear`` first copies the bias into its output and then adds the product, and the GELU or the
-    residual add is another pass over memory); elsewhere the plain ops. ``residual``: [..., C_out], contiguous.
+    residual add is another pass over memory); elsewhere the plain ops. ``residual``: [..., C_out].
     """
     if gelu and residual is not None:
         raise ValueError("linear_add fuses either the GELU or the residual sum, not both")
     if _onednn_fusion(x):
         if residual is not None:
-            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+            return torch.ops.mkldnn._linear_pointwise.binary(x, residual.contiguous(), weight, bias, "add")
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu" if gelu else "none", [],
                                                   "none" if gelu else "")
     out = F.linear(x, weight, bias)
