@@ -406,7 +406,8 @@ class Trainer:
     def _loop(self, logger: MetricLogger, result: TrainResult, until: int | None) -> None:
         max_iters = self.cfg.schedule.max_iters
         data_iter = iter(self._loader(self.iteration))
-        bar = progress_bar(max_iters, self.iteration, self.dist.is_main, desc=f"train {self.cfg.name} [{self.precision}]")
+        bar = progress_bar(max_iters, self.iteration, self.dist.is_main,
+                           desc=f"train {self.cfg.name} [{self.precision}]")
         with _StopFlag() as stop, bar:
             while self.iteration < max_iters:
                 t0 = time.perf_counter()

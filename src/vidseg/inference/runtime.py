@@ -72,9 +72,9 @@ def keep_freed_memory() -> bool:
     [1, 25920, 128] float32 = 13 MB in the 1/4-scale Mix-FFN). With glibc's defaults many of them come from
     freshly mapped or trimmed pages, which the kernel must fault in and zero again: 7,000-20,000 page faults
     and 13-40 ms of system time per frame for the MiT-B0 encoder on the development machine, which these two
-    settings remove (docs/benchmarks.md, issue 13; a few percent of wall time there). The cost: the process's resident memory stays at its peak
-    (up to 1 GiB above it) until it exits. Called by the ``vidseg`` CLI; library users may call it themselves.
-    Python has no portable interface for this, hence ``ctypes``.
+    settings remove (docs/benchmarks.md, issue 13; a few percent of wall time there). The cost: the process's
+    resident memory stays at its peak (up to 1 GiB above it) until it exits. Called by the ``vidseg`` CLI;
+    library users may call it themselves. Python has no portable interface for this, hence ``ctypes``.
 
     Returns:
         True when the settings were applied (glibc), False elsewhere (musl, macOS, Windows: nothing changes).

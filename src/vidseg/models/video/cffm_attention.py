@@ -390,7 +390,8 @@ class CFFMBlock(nn.Module):
             x = self.norm1(x)
             return F.pad(x, (0, 0, 0, pad_r, 0, pad_b)) if pad_b or pad_r else x
 
-        if use_fast_path(self):  # refs and target normed apart (no 4-frame concat), strided cell pooling
+        fast = use_fast_path(self)
+        if fast:  # refs and target normed apart (no 4-frame concat), strided cell pooling
             normed_refs, normed_target = norm_pad(refs), norm_pad(target)
             pooled_target = pool_cells_strided(normed_target, win, self.pool_layers[0])
         else:
@@ -401,7 +402,7 @@ class CFFMBlock(nn.Module):
         out = self.attn(normed_target, pooled_target, pooled_refs)
         out = window_reverse(out, win, hp, wp)[:, :h, :w]
         t = target + out
-        if use_fast_path(self):
+        if fast:
             return self.mlp.forward_add(self.norm2(t), t)
         return t + self.mlp(self.norm2(t))
 
