@@ -62,7 +62,7 @@ def cached_weights(module: nn.Module, kind: str, params: tuple[torch.Tensor, ...
 
 @contextmanager
 def plain_ops() -> Iterator[None]:
-    """Inside the block the fast paths use plain PyTorch ops instead of oneDNN's fused CPU kernels (same values
+    """Inside the block the fast paths use plain PyTorch ops instead of fused CPU kernels (same values
     up to float rounding): for FLOP counting (``torch.utils.flop_counter`` does not know the fused kernels) and
     comparisons. Tracing (ONNX export) and ``torch.compile`` get the plain ops without it."""
     _PLAIN_DEPTH[0] += 1
@@ -94,13 +94,19 @@ def onednn_kernels_work() -> bool:
     return all(torch.allclose(a, e, atol=1e-5, rtol=1e-5) for a, e in zip(got, want, strict=True))
 
 
-def _onednn_fusion(x: torch.Tensor) -> bool:
-    """True when oneDNN's fused CPU kernels (the ones inductor's CPU backend calls) should run on ``x``: float32
-    on the CPU, outside :func:`plain_ops`, TorchScript tracing, ``torch.compile`` (which fuses by itself) and CPU
-    autocast (whose bfloat16 the plain ops follow), on a build where they work (:func:`onednn_kernels_work`)."""
+def fused_cpu_kernels_allowed(x: torch.Tensor) -> bool:
+    """True when fused CPU kernels (oneDNN's, vidseg's C attention kernel) may run on ``x``: float32 on the CPU,
+    outside :func:`plain_ops`, TorchScript tracing, ``torch.compile`` (which fuses by itself) and CPU autocast
+    (whose bfloat16 the plain ops follow)."""
     return (_PLAIN_DEPTH[0] == 0 and x.device.type == "cpu" and x.dtype == torch.float32
             and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and not torch.is_autocast_enabled("cpu") and onednn_kernels_work())
+            and not torch.is_autocast_enabled("cpu"))
+
+
+def _onednn_fusion(x: torch.Tensor) -> bool:
+    """True when oneDNN's fused CPU kernels (the ones inductor's CPU backend calls) should run on ``x``
+    (:func:`fused_cpu_kernels_allowed`), on a build where they work (:func:`onednn_kernels_work`)."""
+    return fused_cpu_kernels_allowed(x) and onednn_kernels_work()
 
 
 def linear_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

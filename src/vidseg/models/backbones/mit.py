@@ -18,6 +18,7 @@ from torch import nn
 
 from vidseg.errors import ConfigError
 from vidseg.models.fastpath import cached_weights, conv2d_gelu, is_exact_gelu, linear_add, use_fast_path
+from vidseg.models.ops.cpu_attention import attention_tokens
 
 # variant -> (embed dims, depths); all variants: heads 1,2,5,8; sr ratios 8,4,2,1; mlp ratio 4
 MIT_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -124,7 +125,8 @@ class MiT(nn.Module):
     def _forward_fast(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Inference forward (eval, no autograd): the same layers with channels-last convolutions, so tokens
         [B, H*W, C] and feature maps share memory and no layout copy is made; keys and values come from one
-        GEMM; attention is ``F.scaled_dot_product_attention``; on CPU the linear layers run as oneDNN GEMMs with
+        GEMM; attention is :func:`vidseg.models.ops.cpu_attention.attention_tokens` (an AVX-512 C kernel on CPUs
+        that have it, else ``F.scaled_dot_product_attention``); on CPU the linear layers run as oneDNN GEMMs with
         bias and residual sum fused, and the Mix-FFN's GELU inside its depthwise convolution. Outputs equal :meth:`forward`'s up to float
         rounding and are channels-last views [B, C, H, W] of [B, H, W, C] memory."""
         feats = []
@@ -171,8 +173,8 @@ def _fast_attention(attention: nn.Module, x: torch.Tensor, height: int, width: i
         attention, "kv", (k_proj.weight, k_proj.bias, v_proj.weight, v_proj.bias),
         lambda: (torch.cat([k_proj.weight, v_proj.weight]), torch.cat([k_proj.bias, v_proj.bias])))
     kv = linear_add(kv_in, weight, bias).view(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
-    out = F.scaled_dot_product_attention(q, kv[0], kv[1], scale=attention.scaling)
-    return linear_add(out.transpose(1, 2).reshape(b, n, c), attention.o_proj.weight, attention.o_proj.bias, residual)
+    out = attention_tokens(q, kv[0], kv[1], attention.scaling)
+    return linear_add(out, attention.o_proj.weight, attention.o_proj.bias, residual)
 
 
 def _fast_mix_ffn(mlp: nn.Module, x: torch.Tensor, height: int, width: int, residual: torch.Tensor) -> torch.Tensor:
