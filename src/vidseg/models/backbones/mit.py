@@ -18,7 +18,7 @@ from torch import nn
 
 from vidseg.errors import ConfigError
 from vidseg.models.fastpath import cached_weights, conv2d_gelu, is_exact_gelu, linear_add, use_fast_path
-from vidseg.models.ops.cpu_attention import attention_tokens
+from vidseg.models.ops.cpu_kernels import attention_tokens, layer_norm
 
 # variant -> (embed dims, depths); all variants: heads 1,2,5,8; sr ratios 8,4,2,1; mlp ratio 4
 MIT_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -125,8 +125,8 @@ class MiT(nn.Module):
     def _forward_fast(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Inference forward (eval, no autograd): the same layers with channels-last convolutions, so tokens
         [B, H*W, C] and feature maps share memory and no layout copy is made; keys and values come from one
-        GEMM; attention is :func:`vidseg.models.ops.cpu_attention.attention_tokens` (an AVX-512 C kernel on CPUs
-        that have it, else ``F.scaled_dot_product_attention``); on CPU the linear layers run as oneDNN GEMMs with
+        GEMM; attention and LayerNorm run vidseg's AVX-512 C kernels on CPUs that have them
+        (:mod:`vidseg.models.ops.cpu_kernels`; else ``F.scaled_dot_product_attention`` and ``nn.LayerNorm``); on CPU the linear layers run as oneDNN GEMMs with
         bias and residual sum fused, and the Mix-FFN's GELU inside its depthwise convolution. Outputs equal :meth:`forward`'s up to float
         rounding and are channels-last views [B, C, H, W] of [B, H, W, C] memory."""
         feats = []
@@ -167,7 +167,8 @@ def _fast_attention(attention: nn.Module, x: torch.Tensor, height: int, width: i
     kv_in = x
     if attention.sequence_reduction_ratio > 1:
         reduction = attention.sequence_reduction
-        kv_in = reduction.layer_norm(_tokens(conv_channels_last(reduction.sequence_reduction, _as_map(x, height, width))))
+        kv_in = layer_norm(_tokens(conv_channels_last(reduction.sequence_reduction, _as_map(x, height, width))),
+                           reduction.layer_norm)
     k_proj, v_proj = attention.k_proj, attention.v_proj
     weight, bias = cached_weights(
         attention, "kv", (k_proj.weight, k_proj.bias, v_proj.weight, v_proj.bias),
@@ -202,11 +203,11 @@ def fast_stage(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
     embed = stage.patch_embeddings
     y = conv_channels_last(embed.proj, x)
     height, width = y.shape[-2:]
-    tokens = embed.layer_norm(_tokens(y))
+    tokens = layer_norm(_tokens(y), embed.layer_norm)
     for block in stage.blocks:
-        tokens = _fast_attention(block.attention, block.layernorm_before(tokens), height, width, tokens)
-        tokens = _fast_mix_ffn(block.mlp, block.layernorm_after(tokens), height, width, tokens)
-    return _as_map(stage.layer_norm(tokens), height, width)
+        tokens = _fast_attention(block.attention, layer_norm(tokens, block.layernorm_before), height, width, tokens)
+        tokens = _fast_mix_ffn(block.mlp, layer_norm(tokens, block.layernorm_after), height, width, tokens)
+    return _as_map(layer_norm(tokens, stage.layer_norm), height, width)
 
 
 def build_mit(*, variant: str = "b0", in_channels: int = 3, drop_path_rate: float = 0.1,

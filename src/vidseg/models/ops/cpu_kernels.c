@@ -1,7 +1,10 @@
-/* Softmax attention out = softmax(q k^T) v for one block of query rows, float32, AVX-512F.
+/* vidseg's float32 AVX-512F CPU kernels for the MiT inference fast path: softmax attention and LayerNorm.
  *
- * Built and loaded by vidseg/models/ops/cpu_attention.py (see its docstring for why vidseg has its own kernel).
- * Shapes: q [B, H, N, D], v [B, H, M, D] with any batch/head/row strides and contiguous channels; kt holds the
+ * Built and loaded by vidseg/models/ops/cpu_kernels.py (see its docstring for why vidseg has its own kernels).
+ * Both run on `threads` OpenMP threads of the runtime PyTorch loaded: its libgomp.so.1 is already in the process
+ * when this library is opened, so the same worker threads run torch's ops and these kernels.
+ *
+ * Attention, out = softmax(q k^T) v. Shapes: q [B, H, N, D], v [B, H, M, D] with any batch/head/row strides and contiguous channels; kt holds the
  * keys, already multiplied by the softmax scale and transposed per (batch, head) to [D, Mp] with Mp = M rounded up
  * to 32 (the padding columns are never used); out [B, H, N, D] with any strides. D must be 16, 32, 48 or 64.
  *
@@ -132,9 +135,7 @@ typedef void (*rows_fn)(const float *, int64_t, const float *, int64_t, int64_t,
 
 #define ROWS_PER_TASK 64
 
-/* Every (batch, head) pair (bh = B * H) and query row, in tasks of 64 rows shared by `threads` OpenMP threads
- * (the runtime PyTorch loaded: its libgomp.so.1 is already in the process when this library is opened, so the
- * same worker threads run torch's ops and these tasks). Returns 0, -1 for unsupported sizes, -2 when out of
+/* Every (batch, head) pair (bh = B * H) and query row, in tasks of 64 rows. Returns 0, -1 for unsupported sizes, -2 when out of
  * memory. Strides are in elements. */
 int vidseg_attention(int64_t threads, int64_t bh, int64_t heads, int64_t n, int64_t d, int64_t m, int64_t mp,
                      const float *q, int64_t q_bs, int64_t q_hs, int64_t q_rs, const float *kt, const float *v,
@@ -159,4 +160,71 @@ int vidseg_attention(int64_t threads, int64_t bh, int64_t heads, int64_t n, int6
     free(s);
   }
   return failed ? -2 : 0;
+}
+
+/* LayerNorm of rows of C = 16 * CV channels (CV <= 32): the row is held in registers, mean and variance are
+ * computed in two passes over them (as a float32 two-pass reference would), then y = (x - mean) / sqrt(var + eps)
+ * * weight + bias. */
+INLINE void layer_norm_rows(const int CV, const float *x, int64_t x_rs, const float *w, const float *b, float eps,
+                            float *y, int64_t y_rs, int64_t r0, int64_t r1) {
+  const float inv_c = 1.0f / (float)(16 * CV);
+  for (int64_t r = r0; r < r1; ++r) {
+    const float *xr = x + r * x_rs;
+    float *yr = y + r * y_rs;
+    __m512 row[32], acc = _mm512_setzero_ps();
+#pragma GCC unroll 32
+    for (int t = 0; t < CV; ++t) {
+      row[t] = _mm512_loadu_ps(xr + 16 * t);
+      acc = _mm512_add_ps(acc, row[t]);
+    }
+    const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(acc) * inv_c);
+    __m512 squares = _mm512_setzero_ps();
+#pragma GCC unroll 32
+    for (int t = 0; t < CV; ++t) {
+      row[t] = _mm512_sub_ps(row[t], mean);
+      squares = _mm512_fmadd_ps(row[t], row[t], squares);
+    }
+    const __m512 rstd = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(squares) * inv_c + eps));
+#pragma GCC unroll 32
+    for (int t = 0; t < CV; ++t)
+      _mm512_storeu_ps(yr + 16 * t, _mm512_fmadd_ps(_mm512_mul_ps(row[t], rstd), _mm512_loadu_ps(w + 16 * t),
+                                                    _mm512_loadu_ps(b + 16 * t)));
+  }
+}
+
+#define LAYER_NORM(CV)                                                                                           \
+  static void layer_norm_##CV(const float *x, int64_t x_rs, const float *w, const float *b, float eps, float *y, \
+                              int64_t y_rs, int64_t r0, int64_t r1) {                                           \
+    layer_norm_rows(CV, x, x_rs, w, b, eps, y, y_rs, r0, r1);                                                    \
+  }
+LAYER_NORM(1) LAYER_NORM(2) LAYER_NORM(3) LAYER_NORM(4) LAYER_NORM(5) LAYER_NORM(6) LAYER_NORM(7) LAYER_NORM(8)
+LAYER_NORM(9) LAYER_NORM(10) LAYER_NORM(11) LAYER_NORM(12) LAYER_NORM(13) LAYER_NORM(14) LAYER_NORM(15)
+LAYER_NORM(16) LAYER_NORM(17) LAYER_NORM(18) LAYER_NORM(19) LAYER_NORM(20) LAYER_NORM(21) LAYER_NORM(22)
+LAYER_NORM(23) LAYER_NORM(24) LAYER_NORM(25) LAYER_NORM(26) LAYER_NORM(27) LAYER_NORM(28) LAYER_NORM(29)
+LAYER_NORM(30) LAYER_NORM(31) LAYER_NORM(32)
+
+typedef void (*layer_norm_fn)(const float *, int64_t, const float *, const float *, float, float *, int64_t, int64_t,
+                              int64_t);
+
+#define ROWS_PER_NORM_TASK 256
+
+/* LayerNorm over the last dimension of `rows` rows x [rows, c] (row stride x_rs, channels contiguous) into y
+ * (row stride y_rs). c must be a multiple of 16 up to 512. Returns 0, or -1 for unsupported sizes. */
+int vidseg_layer_norm(int64_t threads, int64_t rows, int64_t c, const float *x, int64_t x_rs, const float *w,
+                      const float *b, double eps, float *y, int64_t y_rs) {
+  static const layer_norm_fn by_width[32] = {
+      layer_norm_1,  layer_norm_2,  layer_norm_3,  layer_norm_4,  layer_norm_5,  layer_norm_6,  layer_norm_7,
+      layer_norm_8,  layer_norm_9,  layer_norm_10, layer_norm_11, layer_norm_12, layer_norm_13, layer_norm_14,
+      layer_norm_15, layer_norm_16, layer_norm_17, layer_norm_18, layer_norm_19, layer_norm_20, layer_norm_21,
+      layer_norm_22, layer_norm_23, layer_norm_24, layer_norm_25, layer_norm_26, layer_norm_27, layer_norm_28,
+      layer_norm_29, layer_norm_30, layer_norm_31, layer_norm_32};
+  if (threads < 1 || c < 16 || c > 512 || c % 16 != 0 || rows < 0) return -1;
+  const int64_t tasks = (rows + ROWS_PER_NORM_TASK - 1) / ROWS_PER_NORM_TASK;
+#pragma omp parallel for num_threads((int)threads) schedule(static)
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t r0 = task * ROWS_PER_NORM_TASK;
+    const int64_t r1 = r0 + ROWS_PER_NORM_TASK < rows ? r0 + ROWS_PER_NORM_TASK : rows;
+    by_width[c / 16 - 1](x, x_rs, w, b, (float)eps, y, y_rs, r0, r1);
+  }
+  return 0;
 }

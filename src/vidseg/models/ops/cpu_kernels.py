@@ -1,0 +1,204 @@
+"""vidseg's CPU kernels for the MiT inference fast path: softmax attention and LayerNorm, in C
+(``cpu_kernels.c``, float32, AVX-512), each with a fallback to the PyTorch op.
+
+Why vidseg has its own kernels: in the MiT encoder (SegFormer, CFFM) attention is about 45% of the inference
+time on a CPU (480x864, MiT-B0: 5.2 of 12.05 GFLOP, queries of 32 channels per head against the 405
+spatially reduced keys), and PyTorch's CPU attention kernel runs these shapes at about half the machine's
+dense-GEMM rate; the C kernel keeps a block of query rows' scores in cache and computes them with
+register-blocked AVX-512 FMAs, in about 0.8x the time. PyTorch's LayerNorm over the encoder's 32-160 channels
+takes 2-3x the time of the C kernel, which holds each row in registers. Neither oneDNN nor PyTorch offers faster
+float32 CPU versions of these two ops (measured in docs/benchmarks.md, issue 13).
+
+How they are used: :func:`attention_tokens` and :func:`layer_norm` run the C kernels when :func:`kernels_usable`
+says they may (autograd off, float32 CPU tensors, no tracing/``torch.compile``/autocast, outside
+:func:`vidseg.models.fastpath.plain_ops`, ``VIDSEG_C_KERNELS`` not ``0``, an AVX-512 CPU as torch reports it,
+and a working library) and the shapes fit (head width 16, 32, 48 or 64; LayerNorm over a multiple of 16
+channels up to 512); otherwise they call PyTorch. The C source is compiled with the system C compiler (``$CC``,
+else ``cc``) on first use into ``$VIDSEG_KERNEL_CACHE`` (default ``~/.cache/vidseg/kernels``), written
+atomically under a name that contains a hash of the source and flags, and checked once per process against
+float64 references on random inputs. Without a compiler, or if the check fails, the fallbacks are used (logged
+once at INFO level). The outputs equal PyTorch's up to float rounding.
+
+The kernels run on ``torch.get_num_threads()`` OpenMP threads. The library is built with ``-fopenmp``, and
+since PyTorch has already loaded its ``libgomp.so.1`` when the library is opened, the dynamic linker binds it to
+that same runtime: torch's ops and the kernels share one pool of worker threads (a separate pool of Python
+threads was slower on 2 cores, because torch's OpenMP workers spin-wait after each op).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vidseg.models.fastpath import fused_cpu_kernels_allowed
+
+_LOG = logging.getLogger(__name__)
+SOURCE = Path(__file__).with_name("cpu_kernels.c")
+CFLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fopenmp", "-shared", "-fPIC")
+HEAD_WIDTHS = (16, 32, 48, 64)
+KEY_PADDING = 32  # the kernel reads the transposed keys 32 columns at a time
+_ATTENTION_ARGS = ([ctypes.c_int64] * 7 + [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2
+                   + [ctypes.c_int64] * 3 + [ctypes.c_void_p] + [ctypes.c_int64] * 3)
+_LAYER_NORM_ARGS = ([ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                                            ctypes.c_double, ctypes.c_void_p, ctypes.c_int64])
+
+
+def kernel_cache_dir() -> Path:
+    """Where compiled kernels are kept: ``$VIDSEG_KERNEL_CACHE``, else ``~/.cache/vidseg/kernels``."""
+    return Path(os.environ.get("VIDSEG_KERNEL_CACHE") or Path.home() / ".cache" / "vidseg" / "kernels")
+
+
+def compile_kernel(cache_dir: Path | None = None) -> Path:
+    """The compiled kernel library, built now unless the cache already has it for this source and flags.
+
+    Raises:
+        OSError / subprocess.CalledProcessError / subprocess.TimeoutExpired: no compiler, or it failed.
+    """
+    cache_dir = kernel_cache_dir() if cache_dir is None else cache_dir
+    compiler = os.environ.get("CC") or "cc"
+    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join((compiler, *CFLAGS)).encode()).hexdigest()[:16]
+    target = cache_dir / f"cpu_kernels-{digest}.so"
+    if target.is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".cpu_kernels-", suffix=".so")
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *CFLAGS, "-o", tmp, str(SOURCE)], check=True, capture_output=True, timeout=300)
+        os.replace(tmp, target)  # atomic: a concurrent process sees the old state or the whole library
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _cpu_has_avx512() -> bool:
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+class _Library:
+    """The two checked C functions."""
+
+    def __init__(self, path: Path) -> None:
+        library = ctypes.CDLL(str(path))
+        self.attention, self.layer_norm = library.vidseg_attention, library.vidseg_layer_norm
+        self.attention.argtypes, self.attention.restype = _ATTENTION_ARGS, ctypes.c_int
+        self.layer_norm.argtypes, self.layer_norm.restype = _LAYER_NORM_ARGS, ctypes.c_int
+
+
+@functools.cache
+def _library() -> _Library | None:
+    """The built and checked kernels, or None (reason logged once)."""
+    if not _cpu_has_avx512():
+        _LOG.info("vidseg CPU kernels not used: torch reports no AVX-512 on this CPU")
+        return None
+    try:
+        library = _Library(compile_kernel())
+    except (OSError, AttributeError, subprocess.SubprocessError) as exc:
+        _LOG.info("vidseg CPU kernels not used: they could not be built (%s)", str(exc).splitlines()[0][:200])
+        return None
+    if not _self_check(library):
+        _LOG.info("vidseg CPU kernels not used: they failed their check against float64 references")
+        return None
+    return library
+
+
+def _self_check(library: _Library) -> bool:
+    """Random inputs covering every head width, a key count that is not a multiple of 16, a row tail, and
+    LayerNorm over 16..512 channels."""
+    g = torch.Generator().manual_seed(0)
+    for d in HEAD_WIDTHS:
+        q, k, v = (torch.randn(2, 2, n, d, generator=g) for n in (11, 37, 37))
+        want = torch.softmax(q.double() @ k.double().transpose(-1, -2) * d ** -0.5, -1) @ v.double()
+        got = _attention(library, q, k, v, d ** -0.5, threads=1).permute(0, 2, 1, 3)
+        if not torch.allclose(got.double(), want, atol=1e-5, rtol=1e-4):
+            return False
+    for c in (16, 48, 512):
+        x, w, b = torch.randn(7, c, generator=g), torch.randn(c, generator=g), torch.randn(c, generator=g)
+        want = F.layer_norm(x.double(), (c,), w.double(), b.double(), 1e-6)
+        if not torch.allclose(_layer_norm(library, x, w, b, 1e-6, threads=1).double(), want, atol=1e-5, rtol=1e-4):
+            return False
+    return True
+
+
+def kernels_usable(x: torch.Tensor) -> bool:
+    """Whether the C kernels may run on ``x`` (shape limits aside): autograd off (they have no backward), and
+    the conditions in the module docstring."""
+    return (not torch.is_grad_enabled() and fused_cpu_kernels_allowed(x) and os.environ.get("VIDSEG_C_KERNELS", "1") != "0"
+            and _library() is not None)
+
+
+def attention_usable(q: torch.Tensor) -> bool:
+    """Whether :func:`attention_tokens` will run the C kernel for queries ``q`` [B, H, N, D]."""
+    return q.dim() == 4 and q.shape[-1] in HEAD_WIDTHS and q.shape[2] > 0 and kernels_usable(q)
+
+
+def _attention(library: _Library, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, threads: int) -> torch.Tensor:
+    """The kernel on float32 q [B, H, N, D], k, v [B, H, M, D] (channels contiguous) -> [B, N, H, D]."""
+    b, h, n, d = q.shape
+    m = k.shape[2]
+    q, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, v))
+    padded = -(-m // KEY_PADDING) * KEY_PADDING
+    keys_t = k.new_zeros(b * h, d, padded)
+    keys_t[:, :, :m] = (k * scale).reshape(b * h, m, d).transpose(1, 2)
+    out = q.new_empty(b, n, h, d)
+    out_bhnd = out.permute(0, 2, 1, 3)
+
+    code = library.attention(threads, b * h, h, n, d, m, padded, q.data_ptr(), *q.stride()[:3], keys_t.data_ptr(),
+                    v.data_ptr(), *v.stride()[:3], out.data_ptr(), *out_bhnd.stride()[:3])
+    if code != 0:
+        raise RuntimeError(f"vidseg attention kernel returned {code} for q {tuple(q.shape)}, k {tuple(k.shape)}")
+    return out
+
+
+def attention_tokens(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Multi-head softmax attention for inference, heads concatenated per token.
+
+    Args:
+        q: [B, H, N, D] queries.
+        k, v: [B, H, M, D] keys and values.
+        scale: the factor applied to ``q k^T`` before the softmax.
+
+    Returns:
+        [B, N, H * D]: ``softmax(scale q k^T) v`` with the heads side by side (the layout an output projection
+        takes), from the C kernel when :func:`attention_usable`, else from ``F.scaled_dot_product_attention``.
+    """
+    b, h, n, d = q.shape
+    if attention_usable(q):
+        return _attention(_library(), q, k, v, scale, torch.get_num_threads()).view(b, n, h * d)
+    return F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2).reshape(b, n, h * d)
+
+
+def _layer_norm(library: _Library, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                threads: int) -> torch.Tensor:
+    """The kernel on float32 x [..., C] -> [..., C] (contiguous)."""
+    c = x.shape[-1]
+    rows = x.reshape(-1, c)
+    if rows.stride(-1) != 1:
+        rows = rows.contiguous()
+    out = torch.empty(x.shape, dtype=x.dtype)
+    weight, bias = weight.contiguous(), bias.contiguous()
+    code = library.layer_norm(threads, rows.shape[0], c, rows.data_ptr(), rows.stride(0), weight.data_ptr(),
+                              bias.data_ptr(), eps, out.data_ptr(), c)
+    if code != 0:
+        raise RuntimeError(f"vidseg layer-norm kernel returned {code} for x {tuple(x.shape)}")
+    return out
+
+
+def layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    """``norm(x)`` for inference: [..., C] -> [..., C], from the C kernel when :func:`kernels_usable` and the
+    norm is over the last dimension with a weight and a bias, C a multiple of 16 up to 512; else ``norm(x)``."""
+    c = x.shape[-1]
+    if (norm.normalized_shape == (c,) and norm.weight is not None and norm.bias is not None and c % 16 == 0
+            and 16 <= c <= 512 and x.numel() > 0 and kernels_usable(x)):
+        return _layer_norm(_library(), x, norm.weight, norm.bias, norm.eps, torch.get_num_threads())
+    return norm(x)
