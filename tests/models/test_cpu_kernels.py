@@ -160,3 +160,65 @@ def test_layer_norm_fallbacks_are_the_module():
         assert torch.equal(cpu_kernels.layer_norm(x32, norm32), norm32(x32))
     norm2d = torch.nn.LayerNorm((10, 32))
     assert torch.equal(cpu_kernels.layer_norm(x32, norm2d), norm2d(x32))
+
+
+def mix_ffn_layers(c: int, hidden: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    fc1, fc2 = torch.nn.Linear(c, hidden), torch.nn.Linear(hidden, c)
+    conv = torch.nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+    with torch.no_grad():
+        for p in (*fc1.parameters(), *fc2.parameters(), *conv.parameters()):
+            p.copy_(torch.randn(p.shape, generator=g) * (0.5 if p.dim() < 2 else 0.3))
+    return fc1, conv, fc2
+
+
+def brute_force_mix_ffn(x, residual, height, width, fc1, conv, fc2) -> torch.Tensor:
+    """residual + fc2(GELU(dwconv(fc1(x)))) in float64: the 3x3 depthwise sum written out tap by tap over a
+    zero-padded map, GELU from its definition 0.5 x (1 + erf(x / sqrt 2))."""
+    b, _, c = x.shape
+    hidden = fc1.out_features
+    h = (x.double() @ fc1.weight.double().t() + fc1.bias.double()).view(b, height, width, hidden)
+    padded = torch.zeros(b, height + 2, width + 2, hidden, dtype=torch.float64)
+    padded[:, 1:-1, 1:-1] = h
+    taps = conv.weight.double().view(hidden, 3, 3)
+    acc = conv.bias.double().expand(b, height, width, hidden).clone()
+    for dy in range(3):
+        for dx in range(3):
+            acc += padded[:, dy:dy + height, dx:dx + width] * taps[:, dy, dx]
+    gelu = 0.5 * acc * (1 + torch.erf(acc / 2 ** 0.5))
+    out = gelu.reshape(b, -1, hidden) @ fc2.weight.double().t() + fc2.bias.double()
+    return out + residual.double()
+
+
+@needs_kernel
+@pytest.mark.parametrize("b,height,width,c", [(1, 9, 21, 32), (2, 5, 11, 64), (1, 1, 3, 32), (1, 2, 8, 160),
+                                              (1, 7, 1, 32)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_mix_ffn_matches_brute_force(b, height, width, c, threads):
+    hidden = 4 * c
+    fc1, conv, fc2 = mix_ffn_layers(c, hidden)
+    g = torch.Generator().manual_seed(1)
+    x, residual = torch.randn(b, height * width, c, generator=g), torch.randn(b, height * width, c, generator=g)
+    with torch.inference_mode(), torch_threads(threads):
+        got = cpu_kernels.mix_ffn(x, residual, height, width, fc1, conv, fc2)
+        plain = fc2(F.gelu(conv(fc1(x).view(b, height, width, hidden).permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+                    .reshape(b, -1, hidden)) + residual
+    assert got is not None and got.shape == x.shape
+    want = brute_force_mix_ffn(x, residual, height, width, fc1, conv, fc2)
+    ours, pytorch = (got.double() - want).abs().max(), (plain.double() - want).abs().max()
+    assert ours <= 4 * pytorch + 1e-5, (ours, pytorch)  # float32 rounding of the same order as PyTorch's ops
+
+
+def test_mix_ffn_declines_what_it_does_not_fuse():
+    """None (the caller runs the layers) for a hidden width above MIX_FFN_MAX_HIDDEN, channels that are not a
+    multiple of 32, a strided or bias-free depthwise conv, and with autograd on."""
+    x = torch.randn(1, 12, 256)
+    with torch.inference_mode():
+        assert cpu_kernels.mix_ffn(x, x, 3, 4, *mix_ffn_layers(256, 1024)) is None
+        assert cpu_kernels.mix_ffn(x[..., :48], x[..., :48], 3, 4, *mix_ffn_layers(48, 192)) is None
+        fc1, conv, fc2 = mix_ffn_layers(32, 128)
+        strided = torch.nn.Conv2d(128, 128, 3, stride=2, padding=1, groups=128)
+        no_bias = torch.nn.Conv2d(128, 128, 3, padding=1, groups=128, bias=False)
+        for bad in (strided, no_bias):
+            assert cpu_kernels.mix_ffn(x[..., :32], x[..., :32], 3, 4, fc1, bad, fc2) is None
+    assert cpu_kernels.mix_ffn(x[..., :32], x[..., :32], 3, 4, fc1, conv, fc2) is None

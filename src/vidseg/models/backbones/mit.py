@@ -18,7 +18,7 @@ from torch import nn
 
 from vidseg.errors import ConfigError
 from vidseg.models.fastpath import cached_weights, conv2d_gelu, is_exact_gelu, linear_add, use_fast_path
-from vidseg.models.ops.cpu_kernels import attention_tokens, layer_norm
+from vidseg.models.ops.cpu_kernels import attention_tokens, layer_norm, mix_ffn
 
 # variant -> (embed dims, depths); all variants: heads 1,2,5,8; sr ratios 8,4,2,1; mlp ratio 4
 MIT_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -179,10 +179,15 @@ def _fast_attention(attention: nn.Module, x: torch.Tensor, height: int, width: i
 
 
 def _fast_mix_ffn(mlp: nn.Module, x: torch.Tensor, height: int, width: int, residual: torch.Tensor) -> torch.Tensor:
-    """``residual`` + transformers' ``SegformerMixMLP`` (eval) on tokens x [B, N, C]: the depthwise conv runs
-    channels-last, with the GELU fused into it when the activation is the erf GELU."""
-    hidden = _as_map(linear_add(x, mlp.fc1.weight, mlp.fc1.bias), height, width)
+    """``residual`` + transformers' ``SegformerMixMLP`` (eval) on tokens x [B, N, C]: with the erf GELU, vidseg's
+    fused CPU kernel where it runs (:func:`vidseg.models.ops.cpu_kernels.mix_ffn`), else the layers with the
+    depthwise conv channels-last and the GELU fused into it."""
     conv = mlp.dwconv.dwconv
+    if is_exact_gelu(mlp.activation_fn):
+        fused = mix_ffn(x, residual, height, width, mlp.fc1, conv, mlp.fc2)
+        if fused is not None:
+            return fused
+    hidden = _as_map(linear_add(x, mlp.fc1.weight, mlp.fc1.bias), height, width)
     if is_exact_gelu(mlp.activation_fn):
         hidden = conv2d_gelu(hidden, conv, _weight_channels_last(conv))
     else:

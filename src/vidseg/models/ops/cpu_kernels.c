@@ -1,4 +1,5 @@
-/* vidseg's float32 AVX-512F CPU kernels for the MiT inference fast path: softmax attention and LayerNorm.
+/* vidseg's float32 AVX-512F CPU kernels for the MiT inference fast path: softmax attention, LayerNorm and the
+ * fused Mix-FFN (fc1, 3x3 depthwise conv, erf GELU, fc2, residual).
  *
  * Built and loaded by vidseg/models/ops/cpu_kernels.py (see its docstring for why vidseg has its own kernels).
  * Both run on `threads` OpenMP threads of the runtime PyTorch loaded: its libgomp.so.1 is already in the process
@@ -20,6 +21,15 @@
 #include <stdlib.h>
 
 #define INLINE static inline __attribute__((always_inline))
+
+/* Each kernel thread flushes denormal inputs and results to zero while it runs (MXCSR FTZ + DAZ, restored at the
+ * end): exponentials of very negative arguments are tiny, and arithmetic on denormals costs ~100 cycles each. The
+ * values change only below 1.2e-38. */
+INLINE unsigned int denormals_off(void) {
+  const unsigned int csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x8040u);
+  return csr;
+}
 
 /* exp(x) for x <= 0; below -87.34 (where expf is denormal or 0) it returns exp(-87.34) ~ 1.2e-38 */
 INLINE __m512 exp_nonpositive(__m512 x) {
@@ -147,6 +157,7 @@ int vidseg_attention(int64_t threads, int64_t bh, int64_t heads, int64_t n, int6
   int failed = 0;
 #pragma omp parallel num_threads((int)threads) reduction(| : failed)
   {
+    const unsigned int csr = denormals_off();
     float *s = (float *)aligned_alloc(64, (size_t)(8 * mp) * sizeof(float));
     failed |= s == NULL;
 #pragma omp for schedule(static)
@@ -158,6 +169,7 @@ int vidseg_attention(int64_t threads, int64_t bh, int64_t heads, int64_t n, int6
                            out + b * o_bs + h * o_hs, o_rs, s, r0, r1);
     }
     free(s);
+    _mm_setcsr(csr);
   }
   return failed ? -2 : 0;
 }
@@ -220,11 +232,159 @@ int vidseg_layer_norm(int64_t threads, int64_t rows, int64_t c, const float *x, 
       layer_norm_29, layer_norm_30, layer_norm_31, layer_norm_32};
   if (threads < 1 || c < 16 || c > 512 || c % 16 != 0 || rows < 0) return -1;
   const int64_t tasks = (rows + ROWS_PER_NORM_TASK - 1) / ROWS_PER_NORM_TASK;
-#pragma omp parallel for num_threads((int)threads) schedule(static)
-  for (int64_t task = 0; task < tasks; ++task) {
-    const int64_t r0 = task * ROWS_PER_NORM_TASK;
-    const int64_t r1 = r0 + ROWS_PER_NORM_TASK < rows ? r0 + ROWS_PER_NORM_TASK : rows;
-    by_width[c / 16 - 1](x, x_rs, w, b, (float)eps, y, y_rs, r0, r1);
+#pragma omp parallel num_threads((int)threads)
+  {
+    const unsigned int csr = denormals_off();
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t r0 = task * ROWS_PER_NORM_TASK;
+      const int64_t r1 = r0 + ROWS_PER_NORM_TASK < rows ? r0 + ROWS_PER_NORM_TASK : rows;
+      by_width[c / 16 - 1](x, x_rs, w, b, (float)eps, y, y_rs, r0, r1);
+    }
+    _mm_setcsr(csr);
   }
   return 0;
+}
+
+/* ---- Mix-FFN: out = residual + fc2(GELU(dwconv3x3(fc1(x)))) on channels-last maps, streamed row by row ---- */
+
+/* erf GELU, 0.5 x (1 + erf(x / sqrt 2)), with erf from Abramowitz & Stegun 7.1.26 (absolute error below
+ * 1.5e-7): erf(z) = 1 - t P(t) exp(-z^2), t = 1 / (1 + p z), z >= 0. The GELU's error is below 1e-7 |x|. */
+INLINE __m512 gelu_erf(__m512 x) {
+  const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
+  const __m512 d = _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f));
+  __m512 t = _mm512_rcp14_ps(d);
+  t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f))); /* one Newton step: ~1e-8 relative */
+  __m512 p = _mm512_set1_ps(1.061405429f);
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+  /* q = 1 - erf(z), at least exp(-80) t P(t) (a normal float) */
+  const __m512 q = _mm512_mul_ps(_mm512_mul_ps(p, t),
+                                 exp_nonpositive(_mm512_max_ps(_mm512_mul_ps(z, _mm512_sub_ps(_mm512_setzero_ps(), z)),
+                                                               _mm512_set1_ps(-80.0f))));
+  /* x >= 0: 1 + erf = 2 - q; x < 0: 1 - erf = q */
+  const __mmask16 positive = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
+  const __m512 one_plus_erf = _mm512_mask_sub_ps(q, positive, _mm512_set1_ps(2.0f), q);
+  return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), one_plus_erf);
+}
+
+/* y[w, :] = x[w, :] @ wt + bias (+ add[w, :]) for the `width` pixels of one row: x [width, k] (row stride k),
+ * wt [k, n] (n a multiple of 32), y and add [width, n]. Blocks of 8 pixels x 32 outputs in registers. */
+INLINE void row_gemm(const int R, const float *x, int64_t k, const float *wt, int64_t n, const float *bias,
+                     const float *add, float *y, int64_t n0) {
+  __m512 a0[8], a1[8];
+  const __m512 bias0 = _mm512_loadu_ps(bias + n0), bias1 = _mm512_loadu_ps(bias + n0 + 16);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    a0[r] = add ? _mm512_add_ps(bias0, _mm512_loadu_ps(add + r * n + n0)) : bias0;
+    a1[r] = add ? _mm512_add_ps(bias1, _mm512_loadu_ps(add + r * n + n0 + 16)) : bias1;
+  }
+  for (int64_t c = 0; c < k; ++c) {
+    const __m512 w0 = _mm512_loadu_ps(wt + c * n + n0), w1 = _mm512_loadu_ps(wt + c * n + n0 + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(x[r * k + c]);
+      a0[r] = _mm512_fmadd_ps(xb, w0, a0[r]);
+      a1[r] = _mm512_fmadd_ps(xb, w1, a1[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(y + r * n + n0, a0[r]);
+    _mm512_storeu_ps(y + r * n + n0 + 16, a1[r]);
+  }
+}
+
+#define ROW_GEMM(R)                                                                                              \
+  static void row_gemm_##R(const float *x, int64_t k, const float *wt, int64_t n, const float *bias,           \
+                           const float *add, float *y, int64_t n0) {                                            \
+    row_gemm(R, x, k, wt, n, bias, add, y, n0);                                                                  \
+  }
+ROW_GEMM(1) ROW_GEMM(2) ROW_GEMM(3) ROW_GEMM(4) ROW_GEMM(5) ROW_GEMM(6) ROW_GEMM(7) ROW_GEMM(8)
+
+typedef void (*row_gemm_fn)(const float *, int64_t, const float *, int64_t, const float *, const float *, float *,
+                            int64_t);
+
+/* y [width, n] = x [width, k] @ wt [k, n] + bias (+ add [width, n]): blocks of 8 pixels, then one block of the
+ * remaining 1-7 */
+static void linear_row(const float *x, int64_t width, int64_t k, const float *wt, int64_t n, const float *bias,
+                       const float *add, float *y) {
+  static const row_gemm_fn by_rows[8] = {row_gemm_1, row_gemm_2, row_gemm_3, row_gemm_4,
+                                         row_gemm_5, row_gemm_6, row_gemm_7, row_gemm_8};
+  for (int64_t w = 0; w < width; w += 8) {
+    const int64_t rows = width - w < 8 ? width - w : 8;
+    for (int64_t n0 = 0; n0 < n; n0 += 32)
+      by_rows[rows - 1](x + w * k, k, wt, n, bias, add ? add + w * n : NULL, y + w * n, n0);
+  }
+}
+
+/* One output row of the depthwise 3x3 convolution (zero padding 1) + bias + GELU. rows[0..2]: hidden rows
+ * r-1, r, r+1 ([width, n] each; NULL outside the map); taps [9, n] (tap-major); out [width, n]. */
+static void dwconv_gelu_row(const float *const rows[3], int64_t width, int64_t n, const float *taps,
+                            const float *bias, float *out) {
+  for (int64_t n0 = 0; n0 < n; n0 += 16) {
+    __m512 tap[9];
+    for (int t = 0; t < 9; ++t) tap[t] = _mm512_loadu_ps(taps + t * n + n0);
+    const __m512 b = _mm512_loadu_ps(bias + n0);
+    for (int64_t w = 0; w < width; ++w) {
+      __m512 acc = b;
+      for (int dy = 0; dy < 3; ++dy) {
+        const float *row = rows[dy];
+        if (row == NULL) continue;
+        if (w > 0) acc = _mm512_fmadd_ps(_mm512_loadu_ps(row + (w - 1) * n + n0), tap[dy * 3], acc);
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(row + w * n + n0), tap[dy * 3 + 1], acc);
+        if (w + 1 < width) acc = _mm512_fmadd_ps(_mm512_loadu_ps(row + (w + 1) * n + n0), tap[dy * 3 + 2], acc);
+      }
+      _mm512_storeu_ps(out + w * n + n0, gelu_erf(acc));
+    }
+  }
+}
+
+/* Rows [r0, r1) of one image: the hidden rows live in a ring of 3 (each fc1 row is computed once, plus one halo
+ * row above r0), so the [H, W, hidden] activation never leaves the cache. */
+static void mix_ffn_band(int64_t height, int64_t width, int64_t c, int64_t hidden, const float *x, const float *w1t,
+                         const float *b1, const float *taps, const float *bd, const float *w2t, const float *b2,
+                         const float *residual, float *out, int64_t r0, int64_t r1, float *ring, float *act) {
+  const int64_t row_in = width * c, row_hidden = width * hidden;
+  int64_t ready = r0 > 0 ? r0 - 1 : 0; /* next hidden row to compute */
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t last = r + 1 < height ? r + 1 : r;
+    for (; ready <= last; ++ready) linear_row(x + ready * row_in, width, c, w1t, hidden, b1, NULL, ring + (ready % 3) * row_hidden);
+    const float *rows[3] = {r > 0 ? ring + ((r - 1) % 3) * row_hidden : NULL, ring + (r % 3) * row_hidden,
+                            r + 1 < height ? ring + ((r + 1) % 3) * row_hidden : NULL};
+    dwconv_gelu_row(rows, width, hidden, taps, bd, act);
+    linear_row(act, width, hidden, w2t, c, b2, residual + r * row_in, out + r * row_in);
+  }
+}
+
+/* x, residual, out: [batch, height, width, c] contiguous; w1t [c, hidden]; taps [9, hidden]; w2t [hidden, c];
+ * c and hidden multiples of 32. Work: `threads` bands of rows per image. Returns 0, -1 for unsupported sizes,
+ * -2 when out of memory. */
+int vidseg_mix_ffn(int64_t threads, int64_t batch, int64_t height, int64_t width, int64_t c, int64_t hidden,
+                   const float *x, const float *w1t, const float *b1, const float *taps, const float *bd,
+                   const float *w2t, const float *b2, const float *residual, float *out) {
+  if (threads < 1 || batch < 0 || height < 1 || width < 1 || c < 32 || c % 32 != 0 || hidden < 32 || hidden % 32 != 0)
+    return -1;
+  const int64_t bands = threads < height ? threads : height, tasks = batch * bands;
+  const int64_t image = height * width * c;
+  int failed = 0;
+#pragma omp parallel num_threads((int)threads) reduction(| : failed)
+  {
+    const unsigned int csr = denormals_off();
+    float *ring = (float *)aligned_alloc(64, (size_t)(4 * width * hidden) * sizeof(float));
+    failed |= ring == NULL;
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      if (ring == NULL) continue;
+      const int64_t b = task / bands, band = task % bands;
+      const int64_t r0 = height * band / bands, r1 = height * (band + 1) / bands;
+      mix_ffn_band(height, width, c, hidden, x + b * image, w1t, b1, taps, bd, w2t, b2, residual + b * image,
+                   out + b * image, r0, r1, ring, ring + 3 * width * hidden);
+    }
+    free(ring);
+    _mm_setcsr(csr);
+  }
+  return failed ? -2 : 0;
 }

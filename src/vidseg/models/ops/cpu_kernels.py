@@ -1,23 +1,28 @@
-"""vidseg's CPU kernels for the MiT inference fast path: softmax attention and LayerNorm, in C
-(``cpu_kernels.c``, float32, AVX-512), each with a fallback to the PyTorch op.
+"""vidseg's CPU kernels for the MiT inference fast path: softmax attention, LayerNorm and the fused Mix-FFN, in C
+(``cpu_kernels.c``, float32, AVX-512), each with a fallback to the PyTorch ops.
 
 Why vidseg has its own kernels: in the MiT encoder (SegFormer, CFFM) attention is about 45% of the inference
 time on a CPU (480x864, MiT-B0: 5.2 of 12.05 GFLOP, queries of 32 channels per head against the 405
 spatially reduced keys), and PyTorch's CPU attention kernel runs these shapes at about half the machine's
 dense-GEMM rate; the C kernel keeps a block of query rows' scores in cache and computes them with
 register-blocked AVX-512 FMAs, in about 0.8x the time. PyTorch's LayerNorm over the encoder's 32-160 channels
-takes 2-3x the time of the C kernel, which holds each row in registers. Neither oneDNN nor PyTorch offers faster
-float32 CPU versions of these two ops (measured in docs/benchmarks.md, issue 13).
+takes 2-3x the time of the C kernel, which holds each row in registers. The Mix-FFN (fc1, 3x3 depthwise conv,
+erf GELU, fc2) writes and reads back a hidden activation of 4x the channels (13 MB per 1/4-scale block at
+480x864) between oneDNN's ops; the fused kernel streams the map row by row and keeps that activation in cache
+(1.2-1.4x on the 1/4 and 1/8 scales). Neither oneDNN nor PyTorch offers faster float32 CPU versions of these ops
+(measured in docs/benchmarks.md, issue 13).
 
-How they are used: :func:`attention_tokens` and :func:`layer_norm` run the C kernels when :func:`kernels_usable`
-says they may (autograd off, float32 CPU tensors, no tracing/``torch.compile``/autocast, outside
-:func:`vidseg.models.fastpath.plain_ops`, ``VIDSEG_C_KERNELS`` not ``0``, an AVX-512 CPU as torch reports it,
-and a working library) and the shapes fit (head width 16, 32, 48 or 64; LayerNorm over a multiple of 16
-channels up to 512); otherwise they call PyTorch. The C source is compiled with the system C compiler (``$CC``,
-else ``cc``) on first use into ``$VIDSEG_KERNEL_CACHE`` (default ``~/.cache/vidseg/kernels``), written
-atomically under a name that contains a hash of the source and flags, and checked once per process against
-float64 references on random inputs. Without a compiler, or if the check fails, the fallbacks are used (logged
-once at INFO level). The outputs equal PyTorch's up to float rounding.
+How they are used: :func:`attention_tokens`, :func:`layer_norm` and :func:`mix_ffn` run the C kernels when
+:func:`kernels_usable` says they may (autograd off, float32 CPU tensors, no tracing/``torch.compile``/autocast,
+outside :func:`vidseg.models.fastpath.plain_ops`, ``VIDSEG_C_KERNELS`` not ``0``, an AVX-512 CPU as torch
+reports it, and a working library) and the shapes fit (head width 16, 32, 48 or 64; LayerNorm over a multiple
+of 16 channels up to 512; Mix-FFN channels a multiple of 32, hidden width up to :data:`MIX_FFN_MAX_HIDDEN`);
+otherwise the PyTorch ops run. The C source is compiled with the system C compiler (``$CC``, else ``cc``) on
+first use into ``$VIDSEG_KERNEL_CACHE`` (default ``~/.cache/vidseg/kernels``), written atomically under a name
+that contains a hash of the source and flags, and checked once per process against float64 references on
+random inputs. Without a compiler, or if the check fails, the fallbacks are used (logged once at INFO level).
+The outputs equal PyTorch's up to float rounding (the GELU's erf is a polynomial fit with an absolute error
+below 1.5e-7; the kernels flush denormals to zero while they run).
 
 The kernels run on ``torch.get_num_threads()`` OpenMP threads. The library is built with ``-fopenmp``, and
 since PyTorch has already loaded its ``libgomp.so.1`` when the library is opened, the dynamic linker binds it to
@@ -39,7 +44,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vidseg.models.fastpath import fused_cpu_kernels_allowed
+from vidseg.models.fastpath import cached_weights, fused_cpu_kernels_allowed
 
 _LOG = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
@@ -48,6 +53,10 @@ HEAD_WIDTHS = (16, 32, 48, 64)
 KEY_PADDING = 32  # the kernel reads the transposed keys 32 columns at a time
 _ATTENTION_ARGS = ([ctypes.c_int64] * 7 + [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2
                    + [ctypes.c_int64] * 3 + [ctypes.c_void_p] + [ctypes.c_int64] * 3)
+_MIX_FFN_ARGS = [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 9
+# The fused Mix-FFN is used up to this hidden width: above it (MiT-B0's 1/32 stage, hidden 1024) oneDNN's GEMMs
+# are faster than the kernel's (docs/benchmarks.md, issue 13).
+MIX_FFN_MAX_HIDDEN = 640
 _LAYER_NORM_ARGS = ([ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                             ctypes.c_double, ctypes.c_void_p, ctypes.c_int64])
 
@@ -86,13 +95,15 @@ def _cpu_has_avx512() -> bool:
 
 
 class _Library:
-    """The two checked C functions."""
+    """The checked C functions."""
 
     def __init__(self, path: Path) -> None:
         library = ctypes.CDLL(str(path))
         self.attention, self.layer_norm = library.vidseg_attention, library.vidseg_layer_norm
+        self.mix_ffn = library.vidseg_mix_ffn
         self.attention.argtypes, self.attention.restype = _ATTENTION_ARGS, ctypes.c_int
         self.layer_norm.argtypes, self.layer_norm.restype = _LAYER_NORM_ARGS, ctypes.c_int
+        self.mix_ffn.argtypes, self.mix_ffn.restype = _MIX_FFN_ARGS, ctypes.c_int
 
 
 @functools.cache
@@ -113,8 +124,8 @@ def _library() -> _Library | None:
 
 
 def _self_check(library: _Library) -> bool:
-    """Random inputs covering every head width, a key count that is not a multiple of 16, a row tail, and
-    LayerNorm over 16..512 channels."""
+    """Random inputs covering every head width, a key count that is not a multiple of 16, a row tail,
+    LayerNorm over 16..512 channels, and the fused Mix-FFN."""
     g = torch.Generator().manual_seed(0)
     for d in HEAD_WIDTHS:
         q, k, v = (torch.randn(2, 2, n, d, generator=g) for n in (11, 37, 37))
@@ -127,7 +138,23 @@ def _self_check(library: _Library) -> bool:
         want = F.layer_norm(x.double(), (c,), w.double(), b.double(), 1e-6)
         if not torch.allclose(_layer_norm(library, x, w, b, 1e-6, threads=1).double(), want, atol=1e-5, rtol=1e-4):
             return False
-    return True
+    return _mix_ffn_check(library, g)
+
+
+def _mix_ffn_check(library: _Library, g: torch.Generator) -> bool:
+    """The fused Mix-FFN on a 3 x 5 map, 32 -> 128 -> 32 channels, against float64 ops."""
+    c, hidden, height, width = 32, 128, 3, 5
+    x, res = torch.randn(1, height * width, c, generator=g), torch.randn(1, height * width, c, generator=g)
+    w1, b1, w2, b2 = (0.3 * torch.randn(*s, generator=g) for s in ((hidden, c), (hidden,), (c, hidden), (c,)))
+    wd, bd = 0.3 * torch.randn(hidden, 1, 3, 3, generator=g), torch.randn(hidden, generator=g)
+    h = F.linear(x.double(), w1.double(), b1.double()).view(1, height, width, hidden).permute(0, 3, 1, 2)
+    act = F.gelu(F.conv2d(h, wd.double(), bd.double(), padding=1, groups=hidden)).permute(0, 2, 3, 1)
+    want = F.linear(act.reshape(1, -1, hidden), w2.double(), b2.double()) + res.double()
+    out = torch.empty_like(res)
+    weights = (w1.t().contiguous(), b1, wd.reshape(hidden, 9).t().contiguous(), bd, w2.t().contiguous(), b2)
+    code = library.mix_ffn(1, 1, height, width, c, hidden, x.data_ptr(), *(w.data_ptr() for w in weights),
+                           res.data_ptr(), out.data_ptr())
+    return code == 0 and torch.allclose(out.double(), want, atol=1e-4, rtol=1e-4)
 
 
 def kernels_usable(x: torch.Tensor) -> bool:
@@ -202,3 +229,51 @@ def layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
             and 16 <= c <= 512 and x.numel() > 0 and kernels_usable(x)):
         return _layer_norm(_library(), x, norm.weight, norm.bias, norm.eps, torch.get_num_threads())
     return norm(x)
+
+
+def _depthwise_3x3(conv: torch.nn.Module, channels: int) -> bool:
+    """True for a 3x3 depthwise convolution, stride 1, padding 1, with a bias, on ``channels`` channels."""
+    return (isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == channels == conv.in_channels
+            and conv.out_channels == channels and conv.bias is not None and conv.padding_mode == "zeros")
+
+
+def mix_ffn_usable(x: torch.Tensor, fc1: torch.nn.Linear, dwconv: torch.nn.Conv2d, fc2: torch.nn.Linear) -> bool:
+    """Whether :func:`mix_ffn` will run the fused kernel on tokens ``x`` [B, N, C]."""
+    c, hidden = x.shape[-1], fc1.out_features
+    return (x.dim() == 3 and c % 32 == 0 and hidden % 32 == 0 and hidden <= MIX_FFN_MAX_HIDDEN
+            and fc1.in_features == c and fc2.in_features == hidden and fc2.out_features == c
+            and fc1.bias is not None and fc2.bias is not None and _depthwise_3x3(dwconv, hidden)
+            and kernels_usable(x))
+
+
+def mix_ffn(x: torch.Tensor, residual: torch.Tensor, height: int, width: int, fc1: torch.nn.Linear,
+            dwconv: torch.nn.Conv2d, fc2: torch.nn.Linear) -> torch.Tensor | None:
+    """``residual + fc2(GELU(dwconv(fc1(x))))`` (erf GELU; the SegFormer Mix-FFN) in one pass over the map.
+
+    The kernel streams the map row by row and keeps three rows of the hidden activation (``4 C`` channels) in
+    cache, so the [B, H, W, 4C] tensors that the separate ops write and read back never reach memory.
+
+    Args:
+        x: [B, H*W, C] tokens of an ``height`` x ``width`` map (the LayerNorm output).
+        residual: [B, H*W, C], added to the output.
+        fc1, dwconv, fc2: the Mix-FFN's layers (``C -> hidden``, 3x3 depthwise, ``hidden -> C``).
+
+    Returns:
+        [B, H*W, C], or None when :func:`mix_ffn_usable` is false (the caller runs the ops).
+    """
+    if not mix_ffn_usable(x, fc1, dwconv, fc2) or x.shape[1] != height * width or residual.shape != x.shape:
+        return None
+    hidden = fc1.out_features
+    w1t, b1, taps, bd, w2t, b2 = cached_weights(
+        dwconv, "mix_ffn", (fc1.weight, fc1.bias, dwconv.weight, dwconv.bias, fc2.weight, fc2.bias),
+        lambda: (fc1.weight.t().contiguous(), fc1.bias.contiguous(), dwconv.weight.reshape(hidden, 9).t().contiguous(),
+                 dwconv.bias.contiguous(), fc2.weight.t().contiguous(), fc2.bias.contiguous()))
+    x, residual = x.contiguous(), residual.contiguous()
+    out = torch.empty_like(residual)
+    code = _library().mix_ffn(torch.get_num_threads(), x.shape[0], height, width, x.shape[2], hidden, x.data_ptr(),
+                              w1t.data_ptr(), b1.data_ptr(), taps.data_ptr(), bd.data_ptr(), w2t.data_ptr(),
+                              b2.data_ptr(), residual.data_ptr(), out.data_ptr())
+    if code != 0:
+        raise RuntimeError(f"vidseg Mix-FFN kernel returned {code} for x {tuple(x.shape)}")
+    return out
