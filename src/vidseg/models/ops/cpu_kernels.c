@@ -98,11 +98,9 @@ INLINE float softmax_numerators(float *row, int64_t m) {
   return 1.0f / _mm512_reduce_add_ps(sum);
 }
 
-INLINE void block(const int R, const int DV, const float *q, int64_t q_rs, const float *kt, int64_t m, int64_t mp,
-                  const float *v, int64_t v_rs, float *out, int64_t o_rs, float *s) {
-  block_scores(R, DV * 16, q, q_rs, kt, mp, s);
-  float inv[8];
-  for (int r = 0; r < R; ++r) inv[r] = softmax_numerators(s + r * mp, m);
+/* out rows = (p v) * inv for R rows of probabilities p (rows of s, stride mp): R * DV accumulators */
+INLINE void weighted_values(const int R, const int DV, const float *s, int64_t m, int64_t mp, const float *v,
+                            int64_t v_rs, const float *inv, float *out, int64_t o_rs) {
   __m512 o[8][4];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -127,17 +125,29 @@ INLINE void block(const int R, const int DV, const float *q, int64_t q_rs, const
   }
 }
 
+/* R query rows: scores of all R rows at once, then the weighted values in groups of PR rows (PR * DV <= 16
+ * accumulators) */
+INLINE void block(const int R, const int PR, const int DV, const float *q, int64_t q_rs, const float *kt, int64_t m,
+                  int64_t mp, const float *v, int64_t v_rs, float *out, int64_t o_rs, float *s) {
+  block_scores(R, DV * 16, q, q_rs, kt, mp, s);
+  float inv[8];
+  for (int r = 0; r < R; ++r) inv[r] = softmax_numerators(s + r * mp, m);
+#pragma GCC unroll 2
+  for (int r = 0; r < R; r += PR)
+    weighted_values(PR, DV, s + r * mp, m, mp, v, v_rs, inv + r, out + r * o_rs, o_rs);
+}
+
 /* rows [r0, r1) of one (batch, head): blocks of R rows, then single rows */
-#define ROWS(R, DV)                                                                                              \
+#define ROWS(PR, DV)                                                                                             \
   static void rows_##DV(const float *q, int64_t q_rs, const float *kt, int64_t m, int64_t mp, const float *v,  \
                         int64_t v_rs, float *out, int64_t o_rs, float *s, int64_t r0, int64_t r1) {             \
     int64_t r = r0;                                                                                              \
-    for (; r + R <= r1; r += R) block(R, DV, q + r * q_rs, q_rs, kt, m, mp, v, v_rs, out + r * o_rs, o_rs, s);  \
-    for (; r < r1; ++r) block(1, DV, q + r * q_rs, q_rs, kt, m, mp, v, v_rs, out + r * o_rs, o_rs, s);          \
+    for (; r + 8 <= r1; r += 8) block(8, PR, DV, q + r * q_rs, q_rs, kt, m, mp, v, v_rs, out + r * o_rs, o_rs, s); \
+    for (; r < r1; ++r) block(1, 1, DV, q + r * q_rs, q_rs, kt, m, mp, v, v_rs, out + r * o_rs, o_rs, s);        \
   }
 ROWS(8, 1)
 ROWS(8, 2)
-ROWS(6, 3)
+ROWS(4, 3)
 ROWS(4, 4)
 
 typedef void (*rows_fn)(const float *, int64_t, const float *, int64_t, int64_t, const float *, int64_t, float *,
