@@ -48,32 +48,40 @@ INLINE __m512 exp_nonpositive(__m512 x) {
   return _mm512_scalef_ps(y, n); /* y * 2^n */
 }
 
-/* Scores of R rows against all keys into s [R, Mp]. The arrays have fixed sizes (R <= 8) so that, once R is a
- * constant after inlining, the accumulators live in registers. */
-INLINE void block_scores(const int R, const int D, const float *q, int64_t q_rs, const float *kt, int64_t mp,
-                         float *s) {
-  for (int64_t j = 0; j < mp; j += 32) {
-    __m512 a0[8], a1[8];
+/* The GEMM micro-kernel of all three kernels: out[r, 0:32] = a[r, :] @ b[:, 0:32] (+ bias[0:32]) (+ add[r, 0:32])
+ * for R <= 8 rows; a [R, k] (row stride a_rs), b [k, 32] (row stride b_rs), out and add with row stride out_rs.
+ * The accumulators (2 per row) are fixed-size arrays so that, once R is a constant after inlining, they live in
+ * registers; each step over k loads two vectors of b and broadcasts one value of each row of a. */
+INLINE void gemm_rows_x32(const int R, const float *a, int64_t a_rs, int64_t k, const float *b, int64_t b_rs,
+                          const float *bias, const float *add, float *out, int64_t out_rs) {
+  __m512 a0[8], a1[8];
+  const __m512 bias0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+  const __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    a0[r] = add ? _mm512_add_ps(bias0, _mm512_loadu_ps(add + r * out_rs)) : bias0;
+    a1[r] = add ? _mm512_add_ps(bias1, _mm512_loadu_ps(add + r * out_rs + 16)) : bias1;
+  }
+  for (int64_t c = 0; c < k; ++c) {
+    const __m512 b0 = _mm512_loadu_ps(b + c * b_rs), b1 = _mm512_loadu_ps(b + c * b_rs + 16);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      a0[r] = _mm512_setzero_ps();
-      a1[r] = _mm512_setzero_ps();
-    }
-    for (int c = 0; c < D; ++c) {
-      const __m512 k0 = _mm512_loadu_ps(kt + c * mp + j), k1 = _mm512_loadu_ps(kt + c * mp + j + 16);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const __m512 qb = _mm512_set1_ps(q[r * q_rs + c]);
-        a0[r] = _mm512_fmadd_ps(qb, k0, a0[r]);
-        a1[r] = _mm512_fmadd_ps(qb, k1, a1[r]);
-      }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      _mm512_storeu_ps(s + r * mp + j, a0[r]);
-      _mm512_storeu_ps(s + r * mp + j + 16, a1[r]);
+      const __m512 ab = _mm512_set1_ps(a[r * a_rs + c]);
+      a0[r] = _mm512_fmadd_ps(ab, b0, a0[r]);
+      a1[r] = _mm512_fmadd_ps(ab, b1, a1[r]);
     }
   }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(out + r * out_rs, a0[r]);
+    _mm512_storeu_ps(out + r * out_rs + 16, a1[r]);
+  }
+}
+
+/* Scores of R rows against all keys into s [R, Mp], 32 keys at a time. */
+INLINE void block_scores(const int R, const int D, const float *q, int64_t q_rs, const float *kt, int64_t mp,
+                         float *s) {
+  for (int64_t j = 0; j < mp; j += 32) gemm_rows_x32(R, q, q_rs, D, kt + j, mp, NULL, NULL, s + j, mp);
 }
 
 /* Row r of s [R, Mp] becomes exp(s - max) over its first m entries; returns 1 / their sum. */
@@ -280,31 +288,11 @@ INLINE __m512 gelu_erf(__m512 x) {
   return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), one_plus_erf);
 }
 
-/* y[w, :] = x[w, :] @ wt + bias (+ add[w, :]) for the `width` pixels of one row: x [width, k] (row stride k),
- * wt [k, n] (n a multiple of 32), y and add [width, n]. Blocks of 8 pixels x 32 outputs in registers. */
+/* y[w, n0:n0+32] = x[w, :] @ wt[:, n0:n0+32] + bias (+ add[w, :]) for R pixels of one row: x [R, k], wt [k, n],
+ * y and add [R, n]. */
 INLINE void row_gemm(const int R, const float *x, int64_t k, const float *wt, int64_t n, const float *bias,
                      const float *add, float *y, int64_t n0) {
-  __m512 a0[8], a1[8];
-  const __m512 bias0 = _mm512_loadu_ps(bias + n0), bias1 = _mm512_loadu_ps(bias + n0 + 16);
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    a0[r] = add ? _mm512_add_ps(bias0, _mm512_loadu_ps(add + r * n + n0)) : bias0;
-    a1[r] = add ? _mm512_add_ps(bias1, _mm512_loadu_ps(add + r * n + n0 + 16)) : bias1;
-  }
-  for (int64_t c = 0; c < k; ++c) {
-    const __m512 w0 = _mm512_loadu_ps(wt + c * n + n0), w1 = _mm512_loadu_ps(wt + c * n + n0 + 16);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512 xb = _mm512_set1_ps(x[r * k + c]);
-      a0[r] = _mm512_fmadd_ps(xb, w0, a0[r]);
-      a1[r] = _mm512_fmadd_ps(xb, w1, a1[r]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    _mm512_storeu_ps(y + r * n + n0, a0[r]);
-    _mm512_storeu_ps(y + r * n + n0 + 16, a1[r]);
-  }
+  gemm_rows_x32(R, x, k, k, wt + n0, n, bias + n0, add ? add + n0 : NULL, y + n0, n);
 }
 
 #define ROW_GEMM(R)                                                                                              \
