@@ -125,10 +125,11 @@ class MiT(nn.Module):
     def _forward_fast(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Inference forward (eval, no autograd): the same layers with channels-last convolutions, so tokens
         [B, H*W, C] and feature maps share memory and no layout copy is made; keys and values come from one
-        GEMM; attention and LayerNorm run vidseg's AVX-512 C kernels on CPUs that have them
-        (:mod:`vidseg.models.ops.cpu_kernels`; else ``F.scaled_dot_product_attention`` and ``nn.LayerNorm``); on CPU the linear layers run as oneDNN GEMMs with
-        bias and residual sum fused, and the Mix-FFN's GELU inside its depthwise convolution. Outputs equal :meth:`forward`'s up to float
-        rounding and are channels-last views [B, C, H, W] of [B, H, W, C] memory."""
+        GEMM. On CPUs with AVX-512, attention, LayerNorm and the Mix-FFN run vidseg's C kernels
+        (:mod:`vidseg.models.ops.cpu_kernels`); otherwise ``F.scaled_dot_product_attention``, ``nn.LayerNorm``
+        and, on CPU, oneDNN GEMMs with bias and residual sum fused and the Mix-FFN's GELU inside its depthwise
+        convolution. Outputs equal :meth:`forward`'s up to float rounding and are channels-last views
+        [B, C, H, W] of [B, H, W, C] memory."""
         feats = []
         x = image.contiguous(memory_format=torch.channels_last)
         for stage in self.stages:

@@ -2,18 +2,19 @@
  * fused Mix-FFN (fc1, 3x3 depthwise conv, erf GELU, fc2, residual).
  *
  * Built and loaded by vidseg/models/ops/cpu_kernels.py (see its docstring for why vidseg has its own kernels).
- * Both run on `threads` OpenMP threads of the runtime PyTorch loaded: its libgomp.so.1 is already in the process
+ * All run on `threads` OpenMP threads of the runtime PyTorch loaded: its libgomp.so.1 is already in the process
  * when this library is opened, so the same worker threads run torch's ops and these kernels.
  *
- * Attention, out = softmax(q k^T) v. Shapes: q [B, H, N, D], v [B, H, M, D] with any batch/head/row strides and contiguous channels; kt holds the
- * keys, already multiplied by the softmax scale and transposed per (batch, head) to [D, Mp] with Mp = M rounded up
- * to 32 (the padding columns are never used); out [B, H, N, D] with any strides. D must be 16, 32, 48 or 64.
+ * Attention, out = softmax(q k^T) v. Shapes: q [B, H, N, D], v [B, H, M, D] with any batch/head/row strides and
+ * contiguous channels; kt holds the keys, already multiplied by the softmax scale and transposed per (batch,
+ * head) to [D, Mp] with Mp = M rounded up to 32 (the padding columns are never used); out [B, H, N, D] with any
+ * strides. D must be 16, 32, 48 or 64.
  *
- * Per block of R query rows (R * Mp scores stay in L1/L2):
- *   1. scores s = q kt for 32 keys at a time: 2*R accumulators, one broadcast of q per key vector pair;
+ * Per block of 8 query rows (8 * Mp scores stay in L1/L2):
+ *   1. scores s = q kt for 32 keys at a time: 16 accumulators, one broadcast of q per key vector pair;
  *   2. each row: max, then exp(s - max) with a degree-6 polynomial after range reduction (about 1 ulp, like
  *      Cephes' expf) and the row sum; the padding lanes are masked out;
- *   3. out = (p v) / sum with R*D/16 accumulators, one pass over the M value rows.
+ *   3. out = (p v) / sum, 4 or 8 rows at a time with up to 16 accumulators, one pass over the M value rows.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -163,8 +164,8 @@ typedef void (*rows_fn)(const float *, int64_t, const float *, int64_t, int64_t,
 
 #define ROWS_PER_TASK 64
 
-/* Every (batch, head) pair (bh = B * H) and query row, in tasks of 64 rows. Returns 0, -1 for unsupported sizes, -2 when out of
- * memory. Strides are in elements. */
+/* Every (batch, head) pair (bh = B * H) and query row, in tasks of 64 rows. Returns 0, -1 for unsupported sizes,
+ * -2 when out of memory. Strides are in elements. */
 int vidseg_attention(int64_t threads, int64_t bh, int64_t heads, int64_t n, int64_t d, int64_t m, int64_t mp,
                      const float *q, int64_t q_bs, int64_t q_hs, int64_t q_rs, const float *kt, const float *v,
                      int64_t v_bs, int64_t v_hs, int64_t v_rs, float *out, int64_t o_bs, int64_t o_hs, int64_t o_rs) {
@@ -349,7 +350,8 @@ static void mix_ffn_band(int64_t height, int64_t width, int64_t c, int64_t hidde
   int64_t ready = r0 > 0 ? r0 - 1 : 0; /* next hidden row to compute */
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t last = r + 1 < height ? r + 1 : r;
-    for (; ready <= last; ++ready) linear_row(x + ready * row_in, width, c, w1t, hidden, b1, NULL, ring + (ready % 3) * row_hidden);
+    for (; ready <= last; ++ready)
+      linear_row(x + ready * row_in, width, c, w1t, hidden, b1, NULL, ring + (ready % 3) * row_hidden);
     const float *rows[3] = {r > 0 ? ring + ((r - 1) % 3) * row_hidden : NULL, ring + (r % 3) * row_hidden,
                             r + 1 < height ? ring + ((r + 1) % 3) * row_hidden : NULL};
     dwconv_gelu_row(rows, width, hidden, taps, bd, act);

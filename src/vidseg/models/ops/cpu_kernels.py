@@ -51,14 +51,15 @@ SOURCE = Path(__file__).with_name("cpu_kernels.c")
 CFLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fopenmp", "-shared", "-fPIC")
 HEAD_WIDTHS = (16, 32, 48, 64)
 KEY_PADDING = 32  # the kernel reads the transposed keys 32 columns at a time
-_ATTENTION_ARGS = ([ctypes.c_int64] * 7 + [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2
-                   + [ctypes.c_int64] * 3 + [ctypes.c_void_p] + [ctypes.c_int64] * 3)
-_MIX_FFN_ARGS = [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 9
 # The fused Mix-FFN is used up to this hidden width: above it (MiT-B0's 1/32 stage, hidden 1024) oneDNN's GEMMs
 # are faster than the kernel's (docs/benchmarks.md, issue 13).
 MIX_FFN_MAX_HIDDEN = 640
+# ctypes signatures of the C functions (int64 sizes and strides, pointers, eps as double)
+_ATTENTION_ARGS = ([ctypes.c_int64] * 7 + [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2
+                   + [ctypes.c_int64] * 3 + [ctypes.c_void_p] + [ctypes.c_int64] * 3)
 _LAYER_NORM_ARGS = ([ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                             ctypes.c_double, ctypes.c_void_p, ctypes.c_int64])
+_MIX_FFN_ARGS = [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 9
 
 
 def kernel_cache_dir() -> Path:
@@ -91,6 +92,7 @@ def compile_kernel(cache_dir: Path | None = None) -> Path:
 
 
 def _cpu_has_avx512() -> bool:
+    """Whether torch's CPU capability is one of the AVX-512 levels (the library is built for AVX512F/DQ)."""
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
@@ -160,8 +162,8 @@ def _mix_ffn_check(library: _Library, g: torch.Generator) -> bool:
 def kernels_usable(x: torch.Tensor) -> bool:
     """Whether the C kernels may run on ``x`` (shape limits aside): autograd off (they have no backward), and
     the conditions in the module docstring."""
-    return (not torch.is_grad_enabled() and fused_cpu_kernels_allowed(x) and os.environ.get("VIDSEG_C_KERNELS", "1") != "0"
-            and _library() is not None)
+    return (not torch.is_grad_enabled() and fused_cpu_kernels_allowed(x)
+            and os.environ.get("VIDSEG_C_KERNELS", "1") != "0" and _library() is not None)
 
 
 def attention_usable(q: torch.Tensor) -> bool:
@@ -169,7 +171,8 @@ def attention_usable(q: torch.Tensor) -> bool:
     return q.dim() == 4 and q.shape[-1] in HEAD_WIDTHS and q.shape[2] > 0 and kernels_usable(q)
 
 
-def _attention(library: _Library, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, threads: int) -> torch.Tensor:
+def _attention(library: _Library, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+               threads: int) -> torch.Tensor:
     """The kernel on float32 q [B, H, N, D], k, v [B, H, M, D] (channels contiguous) -> [B, N, H, D]."""
     b, h, n, d = q.shape
     m = k.shape[2]
@@ -179,9 +182,8 @@ def _attention(library: _Library, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
     keys_t[:, :, :m] = (k * scale).reshape(b * h, m, d).transpose(1, 2)
     out = q.new_empty(b, n, h, d)
     out_bhnd = out.permute(0, 2, 1, 3)
-
     code = library.attention(threads, b * h, h, n, d, m, padded, q.data_ptr(), *q.stride()[:3], keys_t.data_ptr(),
-                    v.data_ptr(), *v.stride()[:3], out.data_ptr(), *out_bhnd.stride()[:3])
+                             v.data_ptr(), *v.stride()[:3], out.data_ptr(), *out_bhnd.stride()[:3])
     if code != 0:
         raise RuntimeError(f"vidseg attention kernel returned {code} for q {tuple(q.shape)}, k {tuple(k.shape)}")
     return out
@@ -267,8 +269,9 @@ def mix_ffn(x: torch.Tensor, residual: torch.Tensor, height: int, width: int, fc
     hidden = fc1.out_features
     w1t, b1, taps, bd, w2t, b2 = cached_weights(
         dwconv, "mix_ffn", (fc1.weight, fc1.bias, dwconv.weight, dwconv.bias, fc2.weight, fc2.bias),
-        lambda: (fc1.weight.t().contiguous(), fc1.bias.contiguous(), dwconv.weight.reshape(hidden, 9).t().contiguous(),
-                 dwconv.bias.contiguous(), fc2.weight.t().contiguous(), fc2.bias.contiguous()))
+        lambda: (fc1.weight.t().contiguous(), fc1.bias.contiguous(),
+                 dwconv.weight.reshape(hidden, 9).t().contiguous(), dwconv.bias.contiguous(),
+                 fc2.weight.t().contiguous(), fc2.bias.contiguous()))
     x, residual = x.contiguous(), residual.contiguous()
     out = torch.empty_like(residual)
     code = _library().mix_ffn(torch.get_num_threads(), x.shape[0], height, width, x.shape[2], hidden, x.data_ptr(),
