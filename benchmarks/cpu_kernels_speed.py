@@ -1,8 +1,9 @@
 """vidseg's C kernels (vidseg.models.ops.cpu_kernels) against the PyTorch ops they replace (issue 13).
 
   kernels   attention, LayerNorm and the fused Mix-FFN at the shapes of the MiT-B0 encoder on a 480x864 input
-            (plus attention with head width 64, MiT-B1..B5), each kernel and its PyTorch counterpart interleaved in
-            one process on the same inputs; prints medians and the ratio.
+            (plus attention with head width 64, MiT-B1..B5), and CFFM-B0's windowed attention module at 480x853,
+            each kernel and its PyTorch counterpart interleaved in one process on the same inputs; prints
+            medians and the ratio.
   encoder   a MiT encoder with the kernels on and off (``VIDSEG_C_KERNELS``), alternating forward by forward.
 
 Random inputs and weights; run on a quiet machine and compare ratios, not absolute times.
@@ -71,7 +72,32 @@ def bench_kernels(rounds: int) -> list[dict]:
             rounds)))
     for name, h, w, c in MAP_SHAPES:
         rows.append(_print("mix-ffn", name, interleaved(_mix_ffn_runs(h, w, c, g), rounds)))
+    rows.append(_print("cffm attn", "144 windows", interleaved(_cffm_attention_runs(), rounds)))
     return rows
+
+
+def _cffm_attention_runs() -> dict[str, Callable[[], object]]:
+    """CFFM-B0's attention module at 480x853 (1/8 map padded to 63x112: 9 x 16 windows of 49 queries, 289 keys)
+    with the windowed kernel and with its gathered-keys path (index_select + F.scaled_dot_product_attention)."""
+    from vidseg.models.video import cffm_attention
+
+    torch.manual_seed(0)
+    attn = cffm_attention.CFFMAttention().eval()
+    n_h, n_w = 9, 16
+    inputs = (torch.randn(1, 7 * n_h, 7 * n_w, 256), torch.randn(1, n_h, n_w, 256),
+              [torch.randn(1, s * n_h, s * n_w, 256) for s in attn.clip_strides])
+    kernel = cffm_attention.window_attention
+
+    def run(use_kernel: bool) -> Callable[[], object]:
+        def call() -> object:
+            cffm_attention.window_attention = kernel if use_kernel else (lambda *args: None)
+            try:
+                return attn(*inputs)
+            finally:
+                cffm_attention.window_attention = kernel
+        return call
+
+    return {"kernel": run(True), "gather+sdpa": run(False)}
 
 
 def _mix_ffn_runs(h: int, w: int, c: int, g: torch.Generator) -> dict[str, Callable[[], object]]:

@@ -338,3 +338,14 @@ def test_inference_bias_cache_follows_weight_updates():
         expected = fresh(frames)
     assert (before - after).abs().max() > 1e-4
     assert torch.equal(after, expected)
+
+
+def test_attention_built_under_inference_mode_runs():
+    """Parameters created under torch.inference_mode() have no version counter; the bias cache copes."""
+    with torch.inference_mode():
+        attn = CFFMAttention().eval()
+        target, pooled = torch.randn(1, 7, 14, 256), torch.randn(1, 1, 2, 256)
+        refs = [torch.randn(1, s, 2 * s, 256) for s in attn.clip_strides]
+        first = attn(target, pooled, refs)
+        assert torch.equal(attn(target, pooled, refs), first)
+    assert first.shape == (2, 49, 256)

@@ -222,3 +222,70 @@ def test_mix_ffn_declines_what_it_does_not_fuse():
         for bad in (strided, no_bias):
             assert cpu_kernels.mix_ffn(x[..., :32], x[..., :32], 3, 4, fc1, bad, fc2) is None
     assert cpu_kernels.mix_ffn(x[..., :32], x[..., :32], 3, 4, fc1, conv, fc2) is None
+
+
+def brute_force_window_attention(q, table, rows, bias, scale) -> torch.Tensor:
+    """Per window and head, in float64: gather the rows, softmax(scale q k^T + bias) v; heads side by side."""
+    w, heads, nq, d = q.shape
+    c = heads * d
+    out = torch.zeros(w, nq, heads, d, dtype=torch.float64)
+    for i in range(w):
+        gathered = table[rows[i]].double()  # [M, 2C]
+        for h in range(heads):
+            k, v = gathered[:, h * d:(h + 1) * d], gathered[:, c + h * d:c + (h + 1) * d]
+            logits = scale * q[i, h].double() @ k.t() + bias[i % bias.shape[0], h].double()
+            out[i, :, h] = torch.softmax(logits, -1) @ v
+    return out.reshape(w, nq, c)
+
+
+@needs_kernel
+@pytest.mark.parametrize("windows,bias_windows,heads,nq,m,d", [(6, 3, 2, 49, 40, 32), (2, 2, 8, 9, 289, 32),
+                                                               (3, 1, 1, 5, 17, 64)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_window_attention_matches_brute_force(windows, bias_windows, heads, nq, m, d, threads):
+    g = torch.Generator().manual_seed(windows + m)
+    c = heads * d
+    q = torch.randn(windows, nq, 3 * c, generator=g)[..., :c].view(windows, nq, heads, d).transpose(1, 2)
+    table = torch.randn(50, 2 * c, generator=g)
+    rows = torch.randint(0, 50, (windows, m), generator=g)
+    bias = torch.randn(bias_windows, heads, nq, m, generator=g)
+    bias[..., : m // 3] -= 100  # the -100 mask of CFFM's padded positions
+    with torch.inference_mode(), torch_threads(threads):
+        got = cpu_kernels.window_attention(q, table, rows, bias, d ** -0.5)
+    assert got is not None and got.shape == (windows, nq, c)
+    torch.testing.assert_close(got.double(), brute_force_window_attention(q, table, rows, bias, d ** -0.5),
+                               atol=2e-6, rtol=2e-5)
+
+
+def test_window_attention_declines_what_it_does_not_fit():
+    q = torch.randn(4, 2, 9, 32)
+    table, rows, bias = torch.randn(20, 128), torch.randint(0, 20, (4, 7)), torch.randn(2, 2, 9, 7)
+    with torch.inference_mode():
+        assert cpu_kernels.window_attention(q, table, rows, torch.randn(3, 2, 9, 7), 0.2) is None  # 4 % 3 != 0
+        assert cpu_kernels.window_attention(q, table[:, :100], rows, bias, 0.2) is None
+        assert cpu_kernels.window_attention(q, table, rows.int(), bias, 0.2) is None
+    assert cpu_kernels.window_attention(q, table, rows, bias, 0.2) is None  # autograd on
+
+
+@needs_kernel
+@pytest.mark.parametrize("batch", [1, 2])
+def test_cffm_attention_kernel_equals_gather_and_sdpa(batch, monkeypatch):
+    """CFFMAttention's fast path with the window kernel against its gathered-keys path (VIDSEG_C_KERNELS=0)."""
+    from vidseg.models.video.cffm_attention import CFFMAttention
+
+    torch.manual_seed(0)
+    attn = CFFMAttention().eval()
+    with torch.no_grad():
+        for name, table in attn.named_parameters():
+            if "relative_position_bias_table" in name:
+                table.normal_(0, 0.5)
+    n_h, n_w = 2, 3
+    target = torch.randn(batch, 7 * n_h, 7 * n_w, 256)
+    pooled_target = torch.randn(batch, n_h, n_w, 256)
+    refs = [torch.randn(batch, s * n_h, s * n_w, 256) for s in attn.clip_strides]
+    with torch.inference_mode():
+        fast = attn(target, pooled_target, refs)
+        monkeypatch.setenv("VIDSEG_C_KERNELS", "0")
+        gathered = attn(target, pooled_target, refs)
+    assert fast.shape == gathered.shape == (batch * n_h * n_w, 49, 256)
+    torch.testing.assert_close(fast, gathered, atol=2e-5, rtol=1e-4)

@@ -37,7 +37,7 @@ def reference_path() -> Iterator[None]:
         _REFERENCE_DEPTH[0] -= 1
 
 
-def _version(tensor: torch.Tensor) -> int:
+def tensor_version(tensor: torch.Tensor) -> int:
     """The tensor's version counter; -1 for inference tensors (created under inference mode), which have none."""
     try:
         return tensor._version
@@ -53,7 +53,7 @@ def cached_weights(module: nn.Module, kind: str, params: tuple[torch.Tensor, ...
     """
     if torch.compiler.is_compiling():  # traced: computed in the graph (a Python-side cache would force recompiles)
         return make()
-    key = tuple((id(p), p.data_ptr(), _version(p), p.device, p.dtype) for p in params)
+    key = tuple((id(p), p.data_ptr(), tensor_version(p), p.device, p.dtype) for p in params)
     cache = module.__dict__.setdefault("_fast_path_cache", {})
     if cache.get(kind, (None,))[0] != key:
         cache[kind] = (key, make())

@@ -134,11 +134,28 @@ INLINE void weighted_values(const int R, const int DV, const float *s, int64_t m
   }
 }
 
-/* R query rows: scores of all R rows at once, then the weighted values in groups of PR rows (PR * DV <= 16
- * accumulators) */
+/* s[r, 0:m] += bias[r, 0:m] for R rows (bias row stride b_rs) */
+INLINE void add_bias(const int R, float *s, int64_t mp, int64_t m, const float *bias, int64_t b_rs) {
+  const int64_t full = m / 16 * 16;
+  const __mmask16 tail = (__mmask16)((1u << (m - full)) - 1u);
+  for (int r = 0; r < R; ++r) {
+    float *row = s + r * mp;
+    const float *b = bias + r * b_rs;
+    for (int64_t j = 0; j < full; j += 16)
+      _mm512_storeu_ps(row + j, _mm512_add_ps(_mm512_loadu_ps(row + j), _mm512_loadu_ps(b + j)));
+    if (tail)
+      _mm512_mask_storeu_ps(row + full, tail,
+                            _mm512_add_ps(_mm512_loadu_ps(row + full), _mm512_maskz_loadu_ps(tail, b + full)));
+  }
+}
+
+/* R query rows: scores of all R rows at once (plus `bias` [R, m] with row stride b_rs unless NULL), then the
+ * weighted values in groups of PR rows (PR * DV <= 16 accumulators) */
 INLINE void block(const int R, const int PR, const int DV, const float *q, int64_t q_rs, const float *kt, int64_t m,
-                  int64_t mp, const float *v, int64_t v_rs, float *out, int64_t o_rs, float *s) {
+                  int64_t mp, const float *v, int64_t v_rs, float *out, int64_t o_rs, float *s, const float *bias,
+                  int64_t b_rs) {
   block_scores(R, DV * 16, q, q_rs, kt, mp, s);
+  if (bias) add_bias(R, s, mp, m, bias, b_rs);
   float inv[8];
   for (int r = 0; r < R; ++r) inv[r] = softmax_numerators(s + r * mp, m);
 #pragma GCC unroll 2
@@ -149,10 +166,15 @@ INLINE void block(const int R, const int PR, const int DV, const float *q, int64
 /* rows [r0, r1) of one (batch, head): blocks of R rows, then single rows */
 #define ROWS(PR, DV)                                                                                             \
   static void rows_##DV(const float *q, int64_t q_rs, const float *kt, int64_t m, int64_t mp, const float *v,  \
-                        int64_t v_rs, float *out, int64_t o_rs, float *s, int64_t r0, int64_t r1) {             \
+                        int64_t v_rs, float *out, int64_t o_rs, float *s, int64_t r0, int64_t r1,              \
+                        const float *bias, int64_t b_rs) {                                                       \
     int64_t r = r0;                                                                                              \
-    for (; r + 8 <= r1; r += 8) block(8, PR, DV, q + r * q_rs, q_rs, kt, m, mp, v, v_rs, out + r * o_rs, o_rs, s); \
-    for (; r < r1; ++r) block(1, 1, DV, q + r * q_rs, q_rs, kt, m, mp, v, v_rs, out + r * o_rs, o_rs, s);        \
+    for (; r + 8 <= r1; r += 8)                                                                                  \
+      block(8, PR, DV, q + r * q_rs, q_rs, kt, m, mp, v, v_rs, out + r * o_rs, o_rs, s,                          \
+            bias ? bias + r * b_rs : NULL, b_rs);                                                                \
+    for (; r < r1; ++r)                                                                                          \
+      block(1, 1, DV, q + r * q_rs, q_rs, kt, m, mp, v, v_rs, out + r * o_rs, o_rs, s,                           \
+            bias ? bias + r * b_rs : NULL, b_rs);                                                                \
   }
 ROWS(8, 1)
 ROWS(8, 2)
@@ -160,7 +182,8 @@ ROWS(4, 3)
 ROWS(4, 4)
 
 typedef void (*rows_fn)(const float *, int64_t, const float *, int64_t, int64_t, const float *, int64_t, float *,
-                        int64_t, float *, int64_t, int64_t);
+                        int64_t, float *, int64_t, int64_t, const float *, int64_t);
+static const rows_fn rows_by_width[4] = {rows_1, rows_2, rows_3, rows_4};
 
 #define ROWS_PER_TASK 64
 
@@ -169,7 +192,6 @@ typedef void (*rows_fn)(const float *, int64_t, const float *, int64_t, int64_t,
 int vidseg_attention(int64_t threads, int64_t bh, int64_t heads, int64_t n, int64_t d, int64_t m, int64_t mp,
                      const float *q, int64_t q_bs, int64_t q_hs, int64_t q_rs, const float *kt, const float *v,
                      int64_t v_bs, int64_t v_hs, int64_t v_rs, float *out, int64_t o_bs, int64_t o_hs, int64_t o_rs) {
-  static const rows_fn by_width[4] = {rows_1, rows_2, rows_3, rows_4};
   if (threads < 1 || d < 16 || d > 64 || d % 16 != 0 || m < 1 || mp < m || mp % 32 != 0 || heads < 1 || n < 0)
     return -1;
   const int64_t per_head = (n + ROWS_PER_TASK - 1) / ROWS_PER_TASK, tasks = bh * per_head;
@@ -184,8 +206,57 @@ int vidseg_attention(int64_t threads, int64_t bh, int64_t heads, int64_t n, int6
       if (s == NULL) continue; /* every thread must still reach the loop's barrier */
       const int64_t i = task / per_head, b = i / heads, h = i % heads, r0 = task % per_head * ROWS_PER_TASK;
       const int64_t r1 = r0 + ROWS_PER_TASK < n ? r0 + ROWS_PER_TASK : n;
-      by_width[d / 16 - 1](q + b * q_bs + h * q_hs, q_rs, kt + i * d * mp, m, mp, v + b * v_bs + h * v_hs, v_rs,
-                           out + b * o_bs + h * o_hs, o_rs, s, r0, r1);
+      rows_by_width[d / 16 - 1](q + b * q_bs + h * q_hs, q_rs, kt + i * d * mp, m, mp, v + b * v_bs + h * v_hs,
+                                v_rs, out + b * o_bs + h * o_hs, o_rs, s, r0, r1, NULL, 0);
+    }
+    free(s);
+    _mm_setcsr(csr);
+  }
+  return failed ? -2 : 0;
+}
+
+/* Keys (times `scale`, transposed to kt [d, mp], padding columns zero) and values (vals [m, d]) of one window
+ * and head, gathered from a token table with row stride t_rs: key j starts at keys + rows[j] t_rs, its value at
+ * values + rows[j] t_rs. */
+static void gather_window(int64_t t_rs, const int64_t *rows, int64_t m, int64_t mp, int64_t d, const float *keys,
+                          const float *values, float scale, float *kt, float *vals) {
+  for (int64_t j = 0; j < m; ++j) {
+    const int64_t offset = rows[j] * t_rs;
+    for (int64_t c = 0; c < d; ++c) kt[c * mp + j] = keys[offset + c] * scale;
+    for (int64_t c = 0; c < d; c += 16) _mm512_storeu_ps(vals + j * d + c, _mm512_loadu_ps(values + offset + c));
+  }
+  for (int64_t c = 0; c < d; ++c)
+    for (int64_t j = m; j < mp; ++j) kt[c * mp + j] = 0.0f;
+}
+
+/* Windowed attention with gathered keys (CFFM): for every window w < windows and head h,
+ * out[w, h] = softmax(scale q[w, h] k^T + bias[w % bias_windows, h]) v, where k and v are the table rows
+ * rows[w, 0:m] (keys from column k_col + h d, values from column v_col + h d of a [*, t_rs] table). q, out:
+ * [windows, heads, nq, d] with any strides (channels contiguous); bias [bias_windows, heads, nq, m] contiguous.
+ * Tasks are (window, head) pairs; each gathers its keys and values into thread-local buffers, so the gathered
+ * [windows, heads, m, d] tensors never exist. Returns 0, -1 for unsupported sizes, -2 when out of memory. */
+int vidseg_window_attention(int64_t threads, int64_t windows, int64_t heads, int64_t nq, int64_t d, int64_t m,
+                            const float *q, int64_t q_ws, int64_t q_hs, int64_t q_rs, const float *table,
+                            int64_t t_rs, int64_t k_col, int64_t v_col, const int64_t *rows, const float *bias,
+                            int64_t bias_windows, double scale, float *out, int64_t o_ws, int64_t o_hs,
+                            int64_t o_rs) {
+  if (threads < 1 || d < 16 || d > 64 || d % 16 != 0 || m < 1 || heads < 1 || nq < 0 || bias_windows < 1) return -1;
+  const int64_t mp = (m + 31) / 32 * 32, tasks = windows * heads;
+  int failed = 0;
+#pragma omp parallel num_threads((int)threads) reduction(| : failed)
+  {
+    const unsigned int csr = denormals_off();
+    float *s = (float *)aligned_alloc(64, (size_t)((8 + d) * mp + m * d) * sizeof(float));
+    failed |= s == NULL;
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      if (s == NULL) continue; /* every thread must still reach the loop's barrier */
+      const int64_t w = task / heads, h = task % heads;
+      float *kt = s + 8 * mp, *vals = kt + d * mp;
+      gather_window(t_rs, rows + w * m, m, mp, d, table + k_col + h * d, table + v_col + h * d, (float)scale, kt,
+                    vals);
+      rows_by_width[d / 16 - 1](q + w * q_ws + h * q_hs, q_rs, kt, m, mp, vals, d, out + w * o_ws + h * o_hs, o_rs,
+                                s, 0, nq, bias + ((w % bias_windows) * heads + h) * nq * m, m);
     }
     free(s);
     _mm_setcsr(csr);

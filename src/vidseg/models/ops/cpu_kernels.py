@@ -1,5 +1,6 @@
-"""vidseg's CPU kernels for the MiT inference fast path: softmax attention, LayerNorm and the fused Mix-FFN, in C
-(``cpu_kernels.c``, float32, AVX-512), each with a fallback to the PyTorch ops.
+"""vidseg's CPU kernels for the inference fast paths of the MiT encoder (softmax attention, LayerNorm, the fused
+Mix-FFN) and of CFFM's windowed attention, in C (``cpu_kernels.c``, float32, AVX-512), each with a fallback to
+the PyTorch ops.
 
 Why vidseg has its own kernels: in the MiT encoder (SegFormer, CFFM) attention is about 45% of the inference
 time on a CPU (480x864, MiT-B0: 5.2 of 12.05 GFLOP, queries of 32 channels per head against the 405
@@ -9,15 +10,17 @@ register-blocked AVX-512 FMAs, in about 0.8x the time. PyTorch's LayerNorm over 
 takes 2-3x the time of the C kernel, which holds each row in registers. The Mix-FFN (fc1, 3x3 depthwise conv,
 erf GELU, fc2) writes and reads back a hidden activation of 4x the channels (13 MB per 1/4-scale block at
 480x864) between oneDNN's ops; the fused kernel streams the map row by row and keeps that activation in cache
-(1.2-1.4x on the 1/4 and 1/8 scales). Neither oneDNN nor PyTorch offers faster float32 CPU versions of these ops
-(measured in docs/benchmarks.md, issue 13).
+(1.2-1.4x on the 1/4 and 1/8 scales). CFFM's attention gathers 289 keys and values for each of its 7x7 query
+windows from a token table (85 MB written and read back at 480x853); the windowed kernel gathers each window's
+keys into cache-resident buffers instead (1.5x for the whole attention module). Neither oneDNN nor PyTorch offers
+faster float32 CPU versions of these ops (measured in docs/benchmarks.md, issue 13).
 
-How they are used: :func:`attention_tokens`, :func:`layer_norm` and :func:`mix_ffn` run the C kernels when
-:func:`kernels_usable` says they may (autograd off, float32 CPU tensors, no tracing/``torch.compile``/autocast,
-outside :func:`vidseg.models.fastpath.plain_ops`, ``VIDSEG_C_KERNELS`` not ``0``, an AVX-512 CPU as torch
-reports it, and a working library) and the shapes fit (head width 16, 32, 48 or 64; LayerNorm over a multiple
-of 16 channels up to 512; Mix-FFN channels a multiple of 32, hidden width up to :data:`MIX_FFN_MAX_HIDDEN`);
-otherwise the PyTorch ops run. The C source is compiled with the system C compiler (``$CC``, else ``cc``) on
+How they are used: :func:`attention_tokens`, :func:`layer_norm`, :func:`mix_ffn` and :func:`window_attention`
+run the C kernels when :func:`kernels_usable` says they may (autograd off, float32 CPU tensors, no
+tracing/``torch.compile``/autocast, outside :func:`vidseg.models.fastpath.plain_ops`, ``VIDSEG_C_KERNELS`` not
+``0``, an AVX-512 CPU as torch reports it, and a working library) and the shapes fit (head width 16, 32, 48 or
+64; LayerNorm over a multiple of 16 channels up to 512; Mix-FFN channels a multiple of 32, hidden width up to
+:data:`MIX_FFN_MAX_HIDDEN`); otherwise the PyTorch ops run. The C source is compiled with the system C compiler (``$CC``, else ``cc``) on
 first use into ``$VIDSEG_KERNEL_CACHE`` (default ``~/.cache/vidseg/kernels``), written atomically under a name
 that contains a hash of the source and flags, and checked once per process against float64 references on
 random inputs. Without a compiler, or if the check fails, the fallbacks are used (logged once at INFO level).
@@ -60,6 +63,9 @@ _ATTENTION_ARGS = ([ctypes.c_int64] * 7 + [ctypes.c_void_p] + [ctypes.c_int64] *
 _LAYER_NORM_ARGS = ([ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                             ctypes.c_double, ctypes.c_void_p, ctypes.c_int64])
 _MIX_FFN_ARGS = [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 9
+_WINDOW_ATTENTION_ARGS = ([ctypes.c_int64] * 6 + [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
+                          + [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2 + [ctypes.c_int64, ctypes.c_double]
+                          + [ctypes.c_void_p] + [ctypes.c_int64] * 3)
 
 
 def kernel_cache_dir() -> Path:
@@ -102,10 +108,12 @@ class _Library:
     def __init__(self, path: Path) -> None:
         library = ctypes.CDLL(str(path))
         self.attention, self.layer_norm = library.vidseg_attention, library.vidseg_layer_norm
-        self.mix_ffn = library.vidseg_mix_ffn
+        self.mix_ffn, self.window_attention = library.vidseg_mix_ffn, library.vidseg_window_attention
         self.attention.argtypes, self.attention.restype = _ATTENTION_ARGS, ctypes.c_int
         self.layer_norm.argtypes, self.layer_norm.restype = _LAYER_NORM_ARGS, ctypes.c_int
         self.mix_ffn.argtypes, self.mix_ffn.restype = _MIX_FFN_ARGS, ctypes.c_int
+        self.window_attention.argtypes = _WINDOW_ATTENTION_ARGS
+        self.window_attention.restype = ctypes.c_int
 
 
 @functools.cache
@@ -127,7 +135,7 @@ def _library() -> _Library | None:
 
 def _self_check(library: _Library) -> bool:
     """Random inputs covering every head width, a key count that is not a multiple of 16, a row tail,
-    LayerNorm over 16..512 channels, and the fused Mix-FFN."""
+    LayerNorm over 16..512 channels, the fused Mix-FFN and the windowed attention."""
     g = torch.Generator().manual_seed(0)
     for d in HEAD_WIDTHS:
         q, k, v = (torch.randn(2, 2, n, d, generator=g) for n in (11, 37, 37))
@@ -140,7 +148,7 @@ def _self_check(library: _Library) -> bool:
         want = F.layer_norm(x.double(), (c,), w.double(), b.double(), 1e-6)
         if not torch.allclose(_layer_norm(library, x, w, b, 1e-6, threads=1).double(), want, atol=1e-5, rtol=1e-4):
             return False
-    return _mix_ffn_check(library, g)
+    return _mix_ffn_check(library, g) and _window_attention_check(library, g)
 
 
 def _mix_ffn_check(library: _Library, g: torch.Generator) -> bool:
@@ -157,6 +165,22 @@ def _mix_ffn_check(library: _Library, g: torch.Generator) -> bool:
     code = library.mix_ffn(1, 1, height, width, c, hidden, x.data_ptr(), *(w.data_ptr() for w in weights),
                            res.data_ptr(), out.data_ptr())
     return code == 0 and torch.allclose(out.double(), want, atol=1e-4, rtol=1e-4)
+
+
+def _window_attention_check(library: _Library, g: torch.Generator) -> bool:
+    """Windowed attention over gathered rows (3 windows, 2 heads of 32, 9 queries, 21 keys) against float64."""
+    heads, d, nq, m = 2, 32, 9, 21
+    q = torch.randn(3, heads, nq, d, generator=g)
+    table, rows = torch.randn(30, 2 * heads * d, generator=g), torch.randint(0, 30, (3, m), generator=g)
+    bias = torch.randn(1, heads, nq, m, generator=g)
+    keys = table[rows].view(3, m, 2, heads, d).permute(2, 0, 3, 1, 4).double()  # [2, 3, heads, m, d]
+    logits = q.double() @ keys[0].transpose(-1, -2) * d ** -0.5 + bias.double()
+    want = (torch.softmax(logits, -1) @ keys[1]).transpose(1, 2).reshape(3, nq, heads * d)
+    out = torch.empty(3, nq, heads, d)
+    code = library.window_attention(1, 3, heads, nq, d, m, q.data_ptr(), *q.stride()[:3], table.data_ptr(),
+                                    table.stride(0), 0, heads * d, rows.data_ptr(), bias.data_ptr(), 1, d ** -0.5,
+                                    out.data_ptr(), *out.permute(0, 2, 1, 3).stride()[:3])
+    return code == 0 and torch.allclose(out.view(3, nq, -1).double(), want, atol=1e-5, rtol=1e-4)
 
 
 def kernels_usable(x: torch.Tensor) -> bool:
@@ -280,3 +304,42 @@ def mix_ffn(x: torch.Tensor, residual: torch.Tensor, height: int, width: int, fc
     if code != 0:
         raise RuntimeError(f"vidseg Mix-FFN kernel returned {code} for x {tuple(x.shape)}")
     return out
+
+
+def window_attention(q: torch.Tensor, table: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor,
+                     scale: float) -> torch.Tensor | None:
+    """Attention of query windows over keys and values gathered from a token table, for inference (CFFM).
+
+    For every window w and head h: ``softmax(scale q[w, h] k^T + bias[w % W', h]) v`` with k, v the table rows
+    ``rows[w]``. The kernel gathers each window's keys and values into cache-resident buffers itself, so the
+    gathered [W, heads, M, D] keys and values are never written to memory.
+
+    Args:
+        q: [W, heads, Q, D] queries (channels contiguous).
+        table: [T, 2C] tokens, C = heads * D: keys in columns [0, C), values in [C, 2C), head h at h * D.
+        rows: [W, M] int64 table rows of each window's keys.
+        bias: [W', heads, Q, M] additive bias with W a multiple of W' (window w uses ``bias[w % W']``).
+        scale: the factor applied to ``q k^T``.
+
+    Returns:
+        [W, Q, heads * D], or None when the kernel cannot run (:func:`kernels_usable`, shapes, dtypes); the
+        caller then gathers and runs ``F.scaled_dot_product_attention``.
+    """
+    w, heads, nq, d = q.shape
+    m = rows.shape[-1]
+    fits = (d in HEAD_WIDTHS and q.stride(-1) == 1 and table.dim() == 2 and table.shape[1] == 2 * heads * d
+            and table.dtype == q.dtype and rows.dtype == torch.int64 and rows.shape == (w, m) and m > 0
+            and bias.dtype == q.dtype and bias.dim() == 4 and bias.shape[1:] == (heads, nq, m)
+            and w % bias.shape[0] == 0)
+    if not fits or not kernels_usable(q):
+        return None
+    table, rows, bias = table.contiguous(), rows.contiguous(), bias.contiguous()
+    out = q.new_empty(w, nq, heads, d)
+    out_whqd = out.permute(0, 2, 1, 3)
+    code = _library().window_attention(
+        torch.get_num_threads(), w, heads, nq, d, m, q.data_ptr(), *q.stride()[:3], table.data_ptr(),
+        table.stride(0), 0, heads * d, rows.data_ptr(), bias.data_ptr(), bias.shape[0], scale, out.data_ptr(),
+        *out_whqd.stride()[:3])
+    if code != 0:
+        raise RuntimeError(f"vidseg window attention kernel returned {code} for q {tuple(q.shape)}")
+    return out.view(w, nq, heads * d)

@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidseg.models.fastpath import linear_add, use_fast_path
+from vidseg.models.fastpath import linear_add, tensor_version, use_fast_path
+from vidseg.models.ops.cpu_kernels import window_attention
 
 MASK_VALUE = -100.0
 
@@ -197,10 +198,11 @@ class CFFMAttention(nn.Module):
             nn.init.trunc_normal_(p, std=0.02)
 
     def _table_versions(self) -> tuple[int, ...]:
-        return tuple(p._version for p in (self.relative_position_bias_table,
-                                          self.relative_position_bias_table_to_neighbors,
-                                          *self.relative_position_bias_table_to_windows,
-                                          *self.relative_position_bias_table_to_windows_clips))
+        """Version counters of the bias tables (-1 for inference tensors, which have none)."""
+        return tuple(tensor_version(p) for p in (self.relative_position_bias_table,
+                                                 self.relative_position_bias_table_to_neighbors,
+                                                 *self.relative_position_bias_table_to_windows,
+                                                 *self.relative_position_bias_table_to_windows_clips))
 
     def _cached(self, kind: str, key: tuple, make):
         """Shape-only index tensors and, at inference, the combined bias [nW, heads, 49, N] are kept for the
@@ -275,9 +277,9 @@ class CFFMAttention(nn.Module):
         mask = torch.where(outside, torch.tensor(MASK_VALUE), torch.tensor(0.0))
         return torch.cat(parts, dim=1).to(device), mask.to(device)
 
-    def assemble(self, target: torch.Tensor, pooled_target: torch.Tensor,
-                 pooled_refs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries and the assembled keys/values of every query window of the target.
+    def token_table(self, target: torch.Tensor, pooled_target: torch.Tensor,
+                    pooled_refs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries of every query window of the target, and the table its keys/values are gathered from.
 
         Args:
             target: normed, padded target map [B, H, W, C] (H, W multiples of the window).
@@ -286,9 +288,10 @@ class CFFMAttention(nn.Module):
                 with s = ``clip_strides``.
 
         Returns:
-            q [B*nW, heads, window**2, hd] (not scaled); k, v [B*nW, heads, N, hd] (views) with N = keys per
-            window (289), in the order own window, rolled neighbours, pooled target, t-9, t-6, t-3; mask [nW, N]
-            (0, or -100 at pooled positions outside their grid).
+            q [B*nW, heads, window**2, hd] (not scaled); table [B * tokens, 2C] (keys in the first C columns,
+            values in the last C); rows [B*nW, N] int64: the table row of each key of each window (N = 289,
+            in the order own window, rolled neighbours, pooled target, t-9, t-6, t-3); mask [nW, N] (0, or
+            -100 at pooled positions outside their grid).
         """
         b, h, w, c = target.shape
         win = self.window
@@ -300,33 +303,54 @@ class CFFMAttention(nn.Module):
         table = torch.cat(sources, dim=1)  # [B, tokens, 2C]
         index, mask = self._cached("index", (h // win, w // win, target.device),
                                    lambda: self.key_index(h // win, w // win, target.device))
-        n_win, n_keys = index.shape
-        rows = index.reshape(-1)
+        rows = index
         if b > 1:  # rows of the flattened [B * tokens, 2C] table
-            rows = (rows + table.shape[1] * torch.arange(b, device=rows.device)[:, None]).reshape(-1)
+            rows = (index[None] + table.shape[1] * torch.arange(b, device=index.device)[:, None, None])
+            rows = rows.reshape(-1, index.shape[1])
+        return q_win, table.reshape(-1, 2 * c), rows, mask
+
+    def assemble(self, target: torch.Tensor, pooled_target: torch.Tensor,
+                 pooled_refs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries and the assembled keys/values of every query window of the target (arguments as in
+        :meth:`token_table`).
+
+        Returns:
+            q [B*nW, heads, window**2, hd] (not scaled); k, v [B*nW, heads, N, hd] (views) with N = keys per
+            window (289), in the order own window, rolled neighbours, pooled target, t-9, t-6, t-3; mask [nW, N]
+            (0, or -100 at pooled positions outside their grid).
+        """
+        q_win, table, rows, mask = self.token_table(target, pooled_target, pooled_refs)
         # one gather of whole 2C-wide rows (contiguous copies), then views [2, B*nW, heads, N, hd]
-        kv = table.reshape(-1, 2 * c).index_select(0, rows)
-        kv = kv.view(b * n_win, n_keys, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        kv = table.index_select(0, rows.reshape(-1))
+        kv = kv.view(*rows.shape, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         return q_win, kv[0], kv[1], mask
 
     def forward(self, target: torch.Tensor, pooled_target: torch.Tensor,
                 pooled_refs: list[torch.Tensor]) -> torch.Tensor:
-        """Attend from every window of the target (arguments as in :meth:`assemble`).
+        """Attend from every window of the target (arguments as in :meth:`token_table`).
+
+        On the inference fast path, vidseg's CPU kernel gathers each window's keys and values itself
+        (:func:`vidseg.models.ops.cpu_kernels.window_attention`) where it runs; otherwise the gathered keys and
+        values go through ``F.scaled_dot_product_attention`` (the official computation in one kernel).
 
         Returns:
             [B * nW, window**2, C] attention outputs per window (after ``proj``).
         """
-        b, _, _, c = target.shape
-        q_win, k, v, mask = self.assemble(target, pooled_target, pooled_refs)
-        n_win, n_keys = mask.shape
+        c = target.shape[-1]
+        fast = use_fast_path(self)
+        q_win, table, rows, mask = self.token_table(target, pooled_target, pooled_refs)
         bias = self._cached("bias", (mask.shape, mask.device, q_win.dtype, self._table_versions()),
                             lambda: self.position_bias().to(q_win.dtype).unsqueeze(0) + mask[:, None, None, :])
-        if b > 1:
-            bias = bias.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * n_win, *bias.shape[1:])
-        # fused attention: softmax(scale * q k^T + bias) v, the official computation in one kernel
-        out = F.scaled_dot_product_attention(q_win, k, v, attn_mask=bias, scale=self.scale)
-        out = out.transpose(1, 2).reshape(b * n_win, -1, c)  # [B*nW, 49, C]
-        return linear_add(out, self.proj.weight, self.proj.bias) if use_fast_path(self) else self.proj(out)
+        out = window_attention(q_win, table, rows, bias, self.scale) if fast else None
+        if out is None:
+            kv = table.index_select(0, rows.reshape(-1))
+            kv = kv.view(*rows.shape, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+            if rows.shape[0] > bias.shape[0]:  # batch > 1: the same bias for every image
+                bias = bias.repeat(rows.shape[0] // bias.shape[0], 1, 1, 1)
+            # softmax(scale * q k^T + bias) v
+            out = F.scaled_dot_product_attention(q_win, kv[0], kv[1], attn_mask=bias, scale=self.scale)
+            out = out.transpose(1, 2).reshape(rows.shape[0], -1, c)  # [B*nW, 49, C]
+        return linear_add(out, self.proj.weight, self.proj.bias) if fast else self.proj(out)
 
 
 class CFFMBlock(nn.Module):
