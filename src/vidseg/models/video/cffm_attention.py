@@ -320,10 +320,13 @@ class CFFMAttention(nn.Module):
             (0, or -100 at pooled positions outside their grid).
         """
         q_win, table, rows, mask = self.token_table(target, pooled_target, pooled_refs)
-        # one gather of whole 2C-wide rows (contiguous copies), then views [2, B*nW, heads, N, hd]
+        k, v = self._gather(table, rows)
+        return q_win, k, v, mask
+
+    def _gather(self, table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Keys and values [2, B*nW, heads, N, hd] (views): one gather of whole 2C-wide table rows."""
         kv = table.index_select(0, rows.reshape(-1))
-        kv = kv.view(*rows.shape, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        return q_win, kv[0], kv[1], mask
+        return kv.view(*rows.shape, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4)
 
     def forward(self, target: torch.Tensor, pooled_target: torch.Tensor,
                 pooled_refs: list[torch.Tensor]) -> torch.Tensor:
@@ -343,12 +346,11 @@ class CFFMAttention(nn.Module):
                             lambda: self.position_bias().to(q_win.dtype).unsqueeze(0) + mask[:, None, None, :])
         out = window_attention(q_win, table, rows, bias, self.scale) if fast else None
         if out is None:
-            kv = table.index_select(0, rows.reshape(-1))
-            kv = kv.view(*rows.shape, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+            k, v = self._gather(table, rows)
             if rows.shape[0] > bias.shape[0]:  # batch > 1: the same bias for every image
                 bias = bias.repeat(rows.shape[0] // bias.shape[0], 1, 1, 1)
             # softmax(scale * q k^T + bias) v
-            out = F.scaled_dot_product_attention(q_win, kv[0], kv[1], attn_mask=bias, scale=self.scale)
+            out = F.scaled_dot_product_attention(q_win, k, v, attn_mask=bias, scale=self.scale)
             out = out.transpose(1, 2).reshape(rows.shape[0], -1, c)  # [B*nW, 49, C]
         return linear_add(out, self.proj.weight, self.proj.bias) if fast else self.proj(out)
 
