@@ -104,7 +104,7 @@ def _mix_ffn_runs(h: int, w: int, c: int, g: torch.Generator) -> dict[str, Calla
     """The fused kernel (forced past its hidden-width limit, to show why the limit is there) against the MiT
     fast path's oneDNN ops (fc1, depthwise conv with the GELU fused, fc2 with the residual fused)."""
     from vidseg.models.backbones import mit
-    from vidseg.models.fastpath import conv2d_gelu, linear_add
+    from vidseg.models.fastpath import conv2d_gelu, linear_add, map_to_tokens, tokens_to_map
 
     hidden = 4 * c
     fc1, fc2 = torch.nn.Linear(c, hidden), torch.nn.Linear(hidden, c)
@@ -120,9 +120,9 @@ def _mix_ffn_runs(h: int, w: int, c: int, g: torch.Generator) -> dict[str, Calla
             cpu_kernels.MIX_FFN_MAX_HIDDEN = limit
 
     def ops() -> object:
-        act = conv2d_gelu(mit._as_map(linear_add(x, fc1.weight, fc1.bias), h, w), conv,
+        act = conv2d_gelu(tokens_to_map(linear_add(x, fc1.weight, fc1.bias), h, w), conv,
                           mit._weight_channels_last(conv))
-        return linear_add(mit._tokens(act), fc2.weight, fc2.bias, residual)
+        return linear_add(map_to_tokens(act), fc2.weight, fc2.bias, residual)
 
     return {"kernel": fused, "oneDNN": ops}
 

@@ -60,6 +60,16 @@ def cached_weights(module: nn.Module, kind: str, params: tuple[torch.Tensor, ...
     return cache[kind][1]
 
 
+def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> tokens [B, H*W, C]; a view when ``x`` is in channels-last memory."""
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
+def tokens_to_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Tokens [B, H*W, C] -> the channels-last view [B, C, H, W] of the same memory."""
+    return tokens.view(tokens.shape[0], height, width, -1).permute(0, 3, 1, 2)
+
+
 @contextmanager
 def plain_ops() -> Iterator[None]:
     """Inside the block the fast paths use plain PyTorch ops instead of fused CPU kernels (same values
@@ -95,7 +105,7 @@ def onednn_kernels_work() -> bool:
 
 
 def fused_cpu_kernels_allowed(x: torch.Tensor) -> bool:
-    """True when fused CPU kernels (oneDNN's, vidseg's C attention kernel) may run on ``x``: float32 on the CPU,
+    """True when fused CPU kernels (oneDNN's, vidseg's C kernels) may run on ``x``: float32 on the CPU,
     outside :func:`plain_ops`, TorchScript tracing, ``torch.compile`` (which fuses by itself) and CPU autocast
     (whose bfloat16 the plain ops follow)."""
     return (_PLAIN_DEPTH[0] == 0 and x.device.type == "cpu" and x.dtype == torch.float32

@@ -17,7 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidseg.errors import ConfigError
-from vidseg.models.fastpath import cached_weights, conv2d_gelu, is_exact_gelu, linear_add, use_fast_path
+from vidseg.models.fastpath import (
+    cached_weights,
+    conv2d_gelu,
+    is_exact_gelu,
+    linear_add,
+    map_to_tokens,
+    tokens_to_map,
+    use_fast_path,
+)
 from vidseg.models.ops.cpu_kernels import attention_tokens, layer_norm, mix_ffn
 
 # variant -> (embed dims, depths); all variants: heads 1,2,5,8; sr ratios 8,4,2,1; mlp ratio 4
@@ -138,16 +146,6 @@ class MiT(nn.Module):
         return feats
 
 
-def _tokens(x: torch.Tensor) -> torch.Tensor:
-    """[B, C, H, W] (channels-last memory: a view) -> [B, H*W, C]."""
-    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
-
-
-def _as_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """[B, H*W, C] -> the channels-last view [B, C, H, W] of the same memory."""
-    return tokens.view(tokens.shape[0], height, width, -1).permute(0, 3, 1, 2)
-
-
 def _weight_channels_last(conv: nn.Conv2d) -> torch.Tensor:
     """A cached channels-last copy of ``conv.weight`` (oneDNN then keeps channels-last output)."""
     return cached_weights(conv, "weight_cl", (conv.weight,),
@@ -168,8 +166,8 @@ def _fast_attention(attention: nn.Module, x: torch.Tensor, height: int, width: i
     kv_in = x
     if attention.sequence_reduction_ratio > 1:
         reduction = attention.sequence_reduction
-        kv_in = layer_norm(_tokens(conv_channels_last(reduction.sequence_reduction, _as_map(x, height, width))),
-                           reduction.layer_norm)
+        reduced = conv_channels_last(reduction.sequence_reduction, tokens_to_map(x, height, width))
+        kv_in = layer_norm(map_to_tokens(reduced), reduction.layer_norm)
     k_proj, v_proj = attention.k_proj, attention.v_proj
     weight, bias = cached_weights(
         attention, "kv", (k_proj.weight, k_proj.bias, v_proj.weight, v_proj.bias),
@@ -184,16 +182,16 @@ def _fast_mix_ffn(mlp: nn.Module, x: torch.Tensor, height: int, width: int, resi
     fused CPU kernel where it runs (:func:`vidseg.models.ops.cpu_kernels.mix_ffn`), else the layers with the
     depthwise conv channels-last and the GELU fused into it."""
     conv = mlp.dwconv.dwconv
-    if is_exact_gelu(mlp.activation_fn):
-        fused = mix_ffn(x, residual, height, width, mlp.fc1, conv, mlp.fc2)
-        if fused is not None:
-            return fused
-    hidden = _as_map(linear_add(x, mlp.fc1.weight, mlp.fc1.bias), height, width)
-    if is_exact_gelu(mlp.activation_fn):
+    exact_gelu = is_exact_gelu(mlp.activation_fn)
+    fused = mix_ffn(x, residual, height, width, mlp.fc1, conv, mlp.fc2) if exact_gelu else None
+    if fused is not None:
+        return fused
+    hidden = tokens_to_map(linear_add(x, mlp.fc1.weight, mlp.fc1.bias), height, width)
+    if exact_gelu:
         hidden = conv2d_gelu(hidden, conv, _weight_channels_last(conv))
     else:
         hidden = mlp.activation_fn(conv_channels_last(conv, hidden))
-    return linear_add(_tokens(hidden), mlp.fc2.weight, mlp.fc2.bias, residual)
+    return linear_add(map_to_tokens(hidden), mlp.fc2.weight, mlp.fc2.bias, residual)
 
 
 def fast_stage(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -209,11 +207,11 @@ def fast_stage(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
     embed = stage.patch_embeddings
     y = conv_channels_last(embed.proj, x)
     height, width = y.shape[-2:]
-    tokens = layer_norm(_tokens(y), embed.layer_norm)
+    tokens = layer_norm(map_to_tokens(y), embed.layer_norm)
     for block in stage.blocks:
         tokens = _fast_attention(block.attention, layer_norm(tokens, block.layernorm_before), height, width, tokens)
         tokens = _fast_mix_ffn(block.mlp, layer_norm(tokens, block.layernorm_after), height, width, tokens)
-    return _as_map(layer_norm(tokens, stage.layer_norm), height, width)
+    return tokens_to_map(layer_norm(tokens, stage.layer_norm), height, width)
 
 
 def build_mit(*, variant: str = "b0", in_channels: int = 3, drop_path_rate: float = 0.1,

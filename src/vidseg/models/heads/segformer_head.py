@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidseg.models.fastpath import cached_weights, linear_add, use_fast_path
+from vidseg.models.fastpath import cached_weights, linear_add, map_to_tokens, tokens_to_map, use_fast_path
 
 
 class LinearEmbed(nn.Module):
@@ -149,27 +149,20 @@ class SegFormerHead(nn.Module):
         """
         mats, bias = self._folded()
         size = feats[0].shape[2:]
-        b = feats[0].shape[0]
-
-        def tokens(x: torch.Tensor) -> torch.Tensor:
-            return x.permute(0, 2, 3, 1).reshape(b, -1, x.shape[1])  # a view for channels-last input
-
-        def as_map(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-            return t.view(b, like.shape[2], like.shape[3], -1).permute(0, 3, 1, 2)
 
         # the coarse levels upsampled and summed, then c1's projection with the bias and that sum fused in
         coarse = None
         for x, mat in zip(feats[1:], mats[1:]):
-            up = F.interpolate(as_map(linear_add(tokens(x), mat, None), x), size=size, mode="bilinear",
-                               align_corners=False)
+            up = F.interpolate(tokens_to_map(linear_add(map_to_tokens(x), mat, None), *x.shape[2:]), size=size,
+                               mode="bilinear", align_corners=False)
             coarse = up if coarse is None else coarse.add_(up)
-        residual = None if coarse is None else tokens(coarse).contiguous()
-        return as_map(linear_add(tokens(feats[0]), mats[0], bias, residual), feats[0]).relu_()
+        residual = None if coarse is None else map_to_tokens(coarse).contiguous()
+        return tokens_to_map(linear_add(map_to_tokens(feats[0]), mats[0], bias, residual), *size).relu_()
 
     def predict(self, fused: torch.Tensor) -> torch.Tensor:
         """``linear_pred(dropout(fused))``: [B, E, h, w] -> logits [B, K, h, w]."""
         if use_fast_path(self) and fused.is_contiguous(memory_format=torch.channels_last):
-            tokens = fused.permute(0, 2, 3, 1).reshape(fused.shape[0], -1, fused.shape[1])
+            tokens = map_to_tokens(fused)
             weight = self.linear_pred.weight.flatten(1)
             logits = torch.baddbmm(self.linear_pred.bias[:, None], weight.expand(fused.shape[0], -1, -1),
                                    tokens.transpose(1, 2))
