@@ -183,6 +183,13 @@ def _window_attention_check(library: _Library, g: torch.Generator) -> bool:
     return code == 0 and torch.allclose(out.view(3, nq, -1).double(), want, atol=1e-5, rtol=1e-4)
 
 
+def _check(code: int, kernel: str, x: torch.Tensor) -> None:
+    """Raise when a kernel returned an error code (-1: sizes it does not support, -2: out of memory); the
+    wrappers check sizes first, so this means a bug or memory exhaustion."""
+    if code != 0:
+        raise RuntimeError(f"vidseg {kernel} kernel returned {code} for input {tuple(x.shape)}")
+
+
 def kernels_usable(x: torch.Tensor) -> bool:
     """Whether the C kernels may run on ``x`` (shape limits aside): autograd off (they have no backward), and
     the conditions in the module docstring."""
@@ -208,8 +215,7 @@ def _attention(library: _Library, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
     out_bhnd = out.permute(0, 2, 1, 3)
     code = library.attention(threads, b * h, h, n, d, m, padded, q.data_ptr(), *q.stride()[:3], keys_t.data_ptr(),
                              v.data_ptr(), *v.stride()[:3], out.data_ptr(), *out_bhnd.stride()[:3])
-    if code != 0:
-        raise RuntimeError(f"vidseg attention kernel returned {code} for q {tuple(q.shape)}, k {tuple(k.shape)}")
+    _check(code, "attention", q)
     return out
 
 
@@ -242,8 +248,7 @@ def _layer_norm(library: _Library, x: torch.Tensor, weight: torch.Tensor, bias: 
     weight, bias = weight.contiguous(), bias.contiguous()
     code = library.layer_norm(threads, rows.shape[0], c, rows.data_ptr(), rows.stride(0), weight.data_ptr(),
                               bias.data_ptr(), eps, out.data_ptr(), c)
-    if code != 0:
-        raise RuntimeError(f"vidseg layer-norm kernel returned {code} for x {tuple(x.shape)}")
+    _check(code, "layer-norm", x)
     return out
 
 
@@ -301,8 +306,7 @@ def mix_ffn(x: torch.Tensor, residual: torch.Tensor, height: int, width: int, fc
     code = _library().mix_ffn(torch.get_num_threads(), x.shape[0], height, width, x.shape[2], hidden, x.data_ptr(),
                               w1t.data_ptr(), b1.data_ptr(), taps.data_ptr(), bd.data_ptr(), w2t.data_ptr(),
                               b2.data_ptr(), residual.data_ptr(), out.data_ptr())
-    if code != 0:
-        raise RuntimeError(f"vidseg Mix-FFN kernel returned {code} for x {tuple(x.shape)}")
+    _check(code, "Mix-FFN", x)
     return out
 
 
@@ -340,6 +344,5 @@ def window_attention(q: torch.Tensor, table: torch.Tensor, rows: torch.Tensor, b
         torch.get_num_threads(), w, heads, nq, d, m, q.data_ptr(), *q.stride()[:3], table.data_ptr(),
         table.stride(0), 0, heads * d, rows.data_ptr(), bias.data_ptr(), bias.shape[0], scale, out.data_ptr(),
         *out_whqd.stride()[:3])
-    if code != 0:
-        raise RuntimeError(f"vidseg window attention kernel returned {code} for q {tuple(q.shape)}")
+    _check(code, "window attention", q)
     return out.view(w, nq, heads * d)
