@@ -325,7 +325,8 @@ class OnnxBackend:
     def _write_graph(self, kind: str, size: tuple[int, int], num_supports: int, path: Path) -> None:
         leaves = self._sample_leaves(size)[0]
         if kind == "encode":
-            _export(EncodeGraph(self.model), (torch.zeros(1, 3, *size),), path, ["image"], [f"leaf_{j}" for j in range(len(leaves))])
+            _export(EncodeGraph(self.model), (torch.zeros(1, 3, *size),), path, ["image"],
+                    [f"leaf_{j}" for j in range(len(leaves))])
             return
         spec, used, num_leaves = self._layout_at(size)
         args = (*leaves, *(leaves[j].clone() for _ in range(num_supports) for j in used))  # distinct inputs

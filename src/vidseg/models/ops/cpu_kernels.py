@@ -20,8 +20,8 @@ run the C kernels when :func:`kernels_usable` says they may (autograd off, float
 tracing/``torch.compile``/autocast, outside :func:`vidseg.models.fastpath.plain_ops`, ``VIDSEG_C_KERNELS`` not
 ``0``, an AVX-512 CPU as torch reports it, and a working library) and the shapes fit (head width 16, 32, 48 or
 64; LayerNorm over a multiple of 16 channels up to 512; Mix-FFN channels a multiple of 32, hidden width up to
-:data:`MIX_FFN_MAX_HIDDEN`); otherwise the PyTorch ops run. The C source is compiled with the system C compiler (``$CC``, else ``cc``) on
-first use into ``$VIDSEG_KERNEL_CACHE`` (default ``~/.cache/vidseg/kernels``), written atomically under a name
+:data:`MIX_FFN_MAX_HIDDEN`); otherwise the PyTorch ops run. The C source is compiled with the system C
+compiler (``$CC``, else ``cc``) on first use into ``$VIDSEG_KERNEL_CACHE`` (default ``~/.cache/vidseg/kernels``), written atomically under a name
 that contains a hash of the source and flags, and checked once per process against float64 references on
 random inputs. Without a compiler, or if the check fails, the fallbacks are used (logged once at INFO level).
 The outputs equal PyTorch's up to float rounding (the GELU's erf is a polynomial fit with an absolute error
