@@ -127,7 +127,11 @@ def _library() -> _Library | None:
     except (OSError, AttributeError, subprocess.SubprocessError) as exc:
         _LOG.info("vidseg CPU kernels not used: they could not be built (%s)", str(exc).splitlines()[0][:200])
         return None
-    if not _self_check(library):
+    try:
+        passed = _self_check(library)
+    except RuntimeError:  # a kernel returned an error code
+        passed = False
+    if not passed:
         _LOG.info("vidseg CPU kernels not used: they failed their check against float64 references")
         return None
     return library
@@ -160,11 +164,8 @@ def _mix_ffn_check(library: _Library, g: torch.Generator) -> bool:
     h = F.linear(x.double(), w1.double(), b1.double()).view(1, height, width, hidden).permute(0, 3, 1, 2)
     act = F.gelu(F.conv2d(h, wd.double(), bd.double(), padding=1, groups=hidden)).permute(0, 2, 3, 1)
     want = F.linear(act.reshape(1, -1, hidden), w2.double(), b2.double()) + res.double()
-    out = torch.empty_like(res)
-    weights = (w1.t().contiguous(), b1, wd.reshape(hidden, 9).t().contiguous(), bd, w2.t().contiguous(), b2)
-    code = library.mix_ffn(1, 1, height, width, c, hidden, x.data_ptr(), *(w.data_ptr() for w in weights),
-                           res.data_ptr(), out.data_ptr())
-    return code == 0 and torch.allclose(out.double(), want, atol=1e-4, rtol=1e-4)
+    out = _mix_ffn(library, x, res, height, width, _mix_ffn_weights(w1, b1, wd, bd, w2, b2), threads=1)
+    return torch.allclose(out.double(), want, atol=1e-4, rtol=1e-4)
 
 
 def _window_attention_check(library: _Library, g: torch.Generator) -> bool:
@@ -176,11 +177,8 @@ def _window_attention_check(library: _Library, g: torch.Generator) -> bool:
     keys = table[rows].view(3, m, 2, heads, d).permute(2, 0, 3, 1, 4).double()  # [2, 3, heads, m, d]
     logits = q.double() @ keys[0].transpose(-1, -2) * d ** -0.5 + bias.double()
     want = (torch.softmax(logits, -1) @ keys[1]).transpose(1, 2).reshape(3, nq, heads * d)
-    out = torch.empty(3, nq, heads, d)
-    code = library.window_attention(1, 3, heads, nq, d, m, q.data_ptr(), *q.stride()[:3], table.data_ptr(),
-                                    table.stride(0), 0, heads * d, rows.data_ptr(), bias.data_ptr(), 1, d ** -0.5,
-                                    out.data_ptr(), *out.permute(0, 2, 1, 3).stride()[:3])
-    return code == 0 and torch.allclose(out.view(3, nq, -1).double(), want, atol=1e-5, rtol=1e-4)
+    out = _window_attention(library, q, table, rows, bias, d ** -0.5, threads=1)
+    return torch.allclose(out.double(), want, atol=1e-5, rtol=1e-4)
 
 
 def _check(code: int, kernel: str, x: torch.Tensor) -> None:
@@ -295,17 +293,27 @@ def mix_ffn(x: torch.Tensor, residual: torch.Tensor, height: int, width: int, fc
     """
     if not mix_ffn_usable(x, fc1, dwconv, fc2) or x.shape[1] != height * width or residual.shape != x.shape:
         return None
-    hidden = fc1.out_features
-    w1t, b1, taps, bd, w2t, b2 = cached_weights(
-        dwconv, "mix_ffn", (fc1.weight, fc1.bias, dwconv.weight, dwconv.bias, fc2.weight, fc2.bias),
-        lambda: (fc1.weight.t().contiguous(), fc1.bias.contiguous(),
-                 dwconv.weight.reshape(hidden, 9).t().contiguous(), dwconv.bias.contiguous(),
-                 fc2.weight.t().contiguous(), fc2.bias.contiguous()))
+    params = (fc1.weight, fc1.bias, dwconv.weight, dwconv.bias, fc2.weight, fc2.bias)
+    weights = cached_weights(dwconv, "mix_ffn", params, lambda: _mix_ffn_weights(*params))
+    return _mix_ffn(_library(), x, residual, height, width, weights, torch.get_num_threads())
+
+
+def _mix_ffn_weights(w1: torch.Tensor, b1: torch.Tensor, wd: torch.Tensor, bd: torch.Tensor, w2: torch.Tensor,
+                     b2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The layers' weights in the kernel's layout: fc1 [C, hidden], its bias, the depthwise taps [9, hidden]
+    (tap-major), their bias, fc2 [hidden, C], its bias; all contiguous."""
+    return (w1.t().contiguous(), b1.contiguous(), wd.reshape(wd.shape[0], 9).t().contiguous(), bd.contiguous(),
+            w2.t().contiguous(), b2.contiguous())
+
+
+def _mix_ffn(library: _Library, x: torch.Tensor, residual: torch.Tensor, height: int, width: int,
+             weights: tuple[torch.Tensor, ...], threads: int) -> torch.Tensor:
+    """The kernel on x, residual [B, H*W, C] with weights from :func:`_mix_ffn_weights` -> [B, H*W, C]."""
     x, residual = x.contiguous(), residual.contiguous()
     out = torch.empty_like(residual)
-    code = _library().mix_ffn(torch.get_num_threads(), x.shape[0], height, width, x.shape[2], hidden, x.data_ptr(),
-                              w1t.data_ptr(), b1.data_ptr(), taps.data_ptr(), bd.data_ptr(), w2t.data_ptr(),
-                              b2.data_ptr(), residual.data_ptr(), out.data_ptr())
+    hidden = weights[0].shape[1]
+    code = library.mix_ffn(threads, x.shape[0], height, width, x.shape[2], hidden, x.data_ptr(),
+                           *(w.data_ptr() for w in weights), residual.data_ptr(), out.data_ptr())
     _check(code, "Mix-FFN", x)
     return out
 
@@ -337,12 +345,18 @@ def window_attention(q: torch.Tensor, table: torch.Tensor, rows: torch.Tensor, b
             and w % bias.shape[0] == 0)
     if not fits or not kernels_usable(q):
         return None
+    return _window_attention(_library(), q, table, rows, bias, scale, torch.get_num_threads())
+
+
+def _window_attention(library: _Library, q: torch.Tensor, table: torch.Tensor, rows: torch.Tensor,
+                      bias: torch.Tensor, scale: float, threads: int) -> torch.Tensor:
+    """The kernel on the inputs of :func:`window_attention` (already checked) -> [W, Q, heads * D]."""
+    w, heads, nq, d = q.shape
     table, rows, bias = table.contiguous(), rows.contiguous(), bias.contiguous()
     out = q.new_empty(w, nq, heads, d)
     out_whqd = out.permute(0, 2, 1, 3)
-    code = _library().window_attention(
-        torch.get_num_threads(), w, heads, nq, d, m, q.data_ptr(), *q.stride()[:3], table.data_ptr(),
-        table.stride(0), 0, heads * d, rows.data_ptr(), bias.data_ptr(), bias.shape[0], scale, out.data_ptr(),
-        *out_whqd.stride()[:3])
+    code = library.window_attention(
+        threads, w, heads, nq, d, rows.shape[1], q.data_ptr(), *q.stride()[:3], table.data_ptr(), table.stride(0),
+        0, heads * d, rows.data_ptr(), bias.data_ptr(), bias.shape[0], scale, out.data_ptr(), *out_whqd.stride()[:3])
     _check(code, "window attention", q)
     return out.view(w, nq, heads * d)
